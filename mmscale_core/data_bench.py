@@ -1,0 +1,68 @@
+"""``mmscale bench data``: how long loading and validating a paper-size dataset takes.
+
+The foundation's target is "32k records well under a second, apart from image
+decoding"; this prints the measured time for both release formats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mmscale_core.data import load_dataset, write_dataset
+
+
+def synthetic_release(n_scenarios: int, seed: int = 0) -> pd.DataFrame:
+    """Records with the paper's shape (3 ratings each, lists of ~3.5), no images."""
+    rng = np.random.default_rng(seed)
+    image_of = np.cumsum(rng.random(n_scenarios) < 1 / 3.48)
+    return pd.DataFrame({
+        "image_id": [f"img{i:05d}" for i in image_of],
+        "scenario_id": [f"s{i:06d}" for i in range(n_scenarios)],
+        "setting": "a child crossing a street",
+        "scenario": [f"holding the child's hand, variant {i}" for i in range(n_scenarios)],
+        "normbank_label": rng.integers(-1, 2, n_scenarios),
+        "ratings": list(rng.integers(1, 6, (n_scenarios, 3))),
+        "modalities": list(rng.choice(["text", "image", "both"], (n_scenarios, 3))),
+        "annotators": [[f"w{a}", f"w{a + 1}", f"w{a + 2}"] for a in rng.integers(0, 300, n_scenarios)],
+    })
+
+
+def run(n_scenarios: int = 32_212, repeats: int = 3) -> dict[str, float]:
+    frame = synthetic_release(n_scenarios)
+    times: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for fmt in ("parquet", "jsonl"):
+            root = Path(tmp) / fmt
+            write_dataset(frame, root, fmt=fmt)
+            runs = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                ds = load_dataset(root, check_images=False)
+                runs.append(time.perf_counter() - start)
+            assert len(ds.scenarios) == n_scenarios
+            times[fmt] = statistics.median(runs)
+    return times
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    times = run(args.scenarios, args.repeats)
+    print(f"load_dataset + validation of {args.scenarios:,} records (images not decoded), "
+          f"median of {args.repeats}:")
+    for fmt, t in times.items():
+        print(f"  scenarios.{fmt:<8} {t:6.3f} s   ({args.scenarios / t:,.0f} records/s)")
+    print(f"  jsonl/parquet time ratio: {times['jsonl'] / times['parquet']:.2f}x   (target: each well under 1 s)")
+    return 0
+
+
+def register_bench(subparsers) -> None:
+    p = subparsers.add_parser("data", help="time loading + validating a paper-size dataset")
+    p.add_argument("--scenarios", type=int, default=32_212)
+    p.add_argument("--repeats", type=int, default=3)
+    p.set_defaults(func=_cmd)

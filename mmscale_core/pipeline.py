@@ -1,0 +1,57 @@
+"""Pipeline stages that are commands rather than notebooks (``mmscale data``).
+
+The data stage makes ``data/dataset/`` for every profile, so later stages read
+one path: the simulator writes it for ``simulate`` profiles; for a real
+release (``source: directory``) the directory is validated and linked there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+from pathlib import Path
+
+from mmscale_core.data import format_summary, load_dataset
+from mmscale_core.errors import MmscaleError
+from mmscale_core.params import load_profile, require
+
+
+def prepare_data(profile: dict, out: str | Path) -> Path:
+    """Build (simulate) or link (real release) the profile's dataset at ``out``."""
+    data = require(profile, "data", f"profiles.{profile['name']}")
+    where = f"profiles.{profile['name']}.data"
+    source = require(data, "source", where)
+    out = Path(out)
+    if out.is_symlink() or out.is_file():
+        out.unlink()
+    elif out.exists():
+        shutil.rmtree(out)
+    if source == "simulate":
+        from mmscale_core.simulator.generate import simulate
+
+        simulate(out, n_images=int(require(data, "images", where)), seed=int(data.get("seed", 0)),
+                 image_size=int(data.get("image_size", 224)))
+    elif source == "directory":
+        real = Path(require(data, "dir", where)).expanduser().resolve()
+        load_dataset(real)  # validate before anything depends on it
+        out.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(real, out, target_is_directory=True)
+    else:
+        raise MmscaleError(f"params.yaml: {where}.source must be 'simulate' or 'directory', not {source!r}")
+    return out
+
+
+def _cmd_data(args: argparse.Namespace) -> int:
+    profile = load_profile(args.params, args.profile)
+    out = prepare_data(profile, args.out)
+    print(format_summary(load_dataset(out, decode_images=False).summary()))
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("data", help="pipeline stage: make data/dataset for the selected profile")
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--profile", default=None, help="override the profile named in params.yaml")
+    p.add_argument("--out", default="data/dataset")
+    p.set_defaults(func=_cmd_data)
