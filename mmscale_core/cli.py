@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
 # Modules that define ``register_bench(subparsers)`` for ``mmscale bench NAME``.
 BENCH_MODULES: tuple[str, ...] = (
     "mmscale_core.data_bench",
+    "mmscale_core.metrics.bench",
 )
 
 
