@@ -20,12 +20,14 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mmscale_core.data",
     "mmscale_core.report",
     "mmscale_core.pipeline",
+    "mmscale_core.morale.cli",
 )
 
 # Modules that define ``register_bench(subparsers)`` for ``mmscale bench NAME``.
 BENCH_MODULES: tuple[str, ...] = (
     "mmscale_core.data_bench",
     "mmscale_core.metrics.bench",
+    "mmscale_core.morale.bench",
 )
 
 

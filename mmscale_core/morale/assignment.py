@@ -1,0 +1,170 @@
+"""Who rates what: k (= 3) distinct annotators per scenario, random, never twice, canaries mixed in.
+
+An annotator asks for work and gets a *task*: one image with the scenarios of
+it that still need ratings and that they have neither rated, been given, nor
+written themselves (up to ``max_items``), in a random order. The image is drawn
+uniformly at random among images with open scenarios, so which annotators end
+up rating a scenario is a random sample (the paper's guard against modality
+anchoring).
+
+The rules are database constraints, not just code paths (see
+:mod:`mmscale_core.morale.db`): an assignment takes one of the scenario's k
+*slots* (unique per scenario), and an annotator can hold one assignment per
+scenario. A concurrent assigner that loses a race gets an IntegrityError inside
+a savepoint and moves on, so the rules hold on PostgreSQL as on SQLite.
+
+Slots of tasks still unrated after ``lease_hours`` are released for others;
+slots of excluded annotators too (their ratings no longer count).
+
+Canaries are instructed-response attention checks ("select rating 2 and
+modality text"), added to a task with probability ``canary_rate`` at a random
+position; the annotator's answer either matches or not.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from mmscale_core.data import MODALITIES
+from mmscale_core.morale.db import Annotator, Assignment, CanaryCheck, Scenario, Task, utcnow
+
+LIKERT_LABELS = {
+    1: "Very unacceptable",
+    2: "Unacceptable",
+    3: "Neither",
+    4: "Acceptable",
+    5: "Very acceptable",
+}
+ACTIVE_STAGES = ("rate", "reconfirm", "add")
+
+
+@dataclass(frozen=True)
+class AssignmentPolicy:
+    ratings_per_item: int = 3
+    max_items: int = 6
+    canary_rate: float = 0.2
+    lease_hours: float = 24.0
+    image_attempts: int = 8
+
+
+def canary_text(expected_rating: int, expected_modality: str) -> str:
+    return (f"Attention check: this is not a real scenario. Please select rating {expected_rating} "
+            f"({LIKERT_LABELS[expected_rating]}) and the modality \u201c{expected_modality}\u201d.")
+
+
+def release_stale(session: Session, policy: AssignmentPolicy) -> int:
+    """Expire tasks still unrated after the lease; their slots go back to the pool."""
+    cutoff = utcnow() - timedelta(hours=policy.lease_hours)
+    stale = list(session.scalars(select(Task.id).where(Task.stage == "rate", Task.created_at < cutoff)))
+    if stale:
+        session.execute(update(Assignment).where(Assignment.task_id.in_(stale)).values(slot=None))
+        session.execute(update(Task).where(Task.id.in_(stale)).values(stage="expired", updated_at=utcnow()))
+    return len(stale)
+
+
+def release_annotator(session: Session, annotator_id: int) -> None:
+    """Free every slot of an excluded annotator (their ratings stop counting)."""
+    session.execute(update(Assignment).where(Assignment.annotator_id == annotator_id).values(slot=None))
+    session.execute(update(Task).where(Task.annotator_id == annotator_id, Task.stage.in_(ACTIVE_STAGES))
+                    .values(stage="expired", updated_at=utcnow()))
+
+
+def active_task(session: Session, annotator_id: int) -> Task | None:
+    return session.scalar(select(Task).where(Task.annotator_id == annotator_id, Task.stage.in_(ACTIVE_STAGES))
+                          .order_by(Task.id).limit(1))
+
+
+def _open_scenarios(session: Session, annotator: Annotator, k: int, image_id: str | None = None):
+    """Scenarios with a free slot that this annotator has not been given and did not write."""
+    taken = (select(func.count()).select_from(Assignment)
+             .where(Assignment.scenario_id == Scenario.scenario_id, Assignment.slot.is_not(None))
+             .scalar_subquery())
+    mine = exists().where(Assignment.scenario_id == Scenario.scenario_id, Assignment.annotator_id == annotator.id)
+    excluded_author = exists().where(Annotator.id == Scenario.created_by, Annotator.excluded_at.is_not(None))
+    query = select(Scenario).where(
+        taken < k, ~mine, ~excluded_author,
+        (Scenario.created_by.is_(None)) | (Scenario.created_by != annotator.id),
+    )
+    if image_id is not None:
+        query = query.where(Scenario.image_id == image_id).order_by(Scenario.position, Scenario.scenario_id)
+    return query
+
+
+def _take_slot(session: Session, scenario_id: str, k: int) -> int | None:
+    used = set(session.scalars(select(Assignment.slot).where(Assignment.scenario_id == scenario_id,
+                                                             Assignment.slot.is_not(None))))
+    free = [s for s in range(k) if s not in used]
+    return free[0] if free else None
+
+
+def assign_next(session: Session, annotator: Annotator, policy: AssignmentPolicy,
+                rng: random.Random) -> Task | None:
+    """The annotator's unfinished task, else a new one; None when nothing is left for them."""
+    current = active_task(session, annotator.id)
+    if current is not None:
+        return current
+    release_stale(session, policy)
+    k = policy.ratings_per_item
+    candidate_images = list(session.scalars(
+        _open_scenarios(session, annotator, k).with_only_columns(Scenario.image_id).distinct()
+        .order_by(Scenario.image_id)))
+    rng.shuffle(candidate_images)
+    for image_id in candidate_images[:policy.image_attempts]:
+        task = _fill_task(session, annotator, image_id, policy, rng)
+        if task is not None:
+            return task
+    return None
+
+
+def _fill_task(session: Session, annotator: Annotator, image_id: str, policy: AssignmentPolicy,
+               rng: random.Random) -> Task | None:
+    k = policy.ratings_per_item
+    scenarios = list(session.scalars(_open_scenarios(session, annotator, k, image_id)))
+    if not scenarios:
+        return None
+    rng.shuffle(scenarios)
+    task = Task(annotator_id=annotator.id, image_id=image_id, stage="rate")
+    session.add(task)
+    session.flush()
+    given = []
+    for scenario in scenarios[:policy.max_items]:
+        slot = _take_slot(session, scenario.scenario_id, k)
+        if slot is None:
+            continue
+        try:
+            with session.begin_nested():  # a concurrent assigner may take the slot first
+                session.add(Assignment(task_id=task.id, annotator_id=annotator.id,
+                                       scenario_id=scenario.scenario_id, position=0, slot=slot))
+            given.append(scenario.scenario_id)
+        except IntegrityError:
+            continue
+    if not given:
+        session.delete(task)
+        session.flush()
+        return None
+    n_items = len(given) + 1
+    positions = list(range(n_items))
+    rng.shuffle(positions)
+    rows = session.scalars(select(Assignment).where(Assignment.task_id == task.id)).all()
+    by_scenario = {row.scenario_id: row for row in rows}
+    for sid, pos in zip(given, positions):
+        by_scenario[sid].position = pos
+    if rng.random() < policy.canary_rate:
+        session.add(CanaryCheck(task_id=task.id, annotator_id=annotator.id, position=positions[-1],
+                                expected_rating=rng.randint(1, 5), expected_modality=rng.choice(MODALITIES)))
+    return task
+
+
+def open_slots(session: Session, k: int) -> int:
+    """How many ratings the pool still needs (k per scenario minus live assignments)."""
+    n_scenarios = session.scalar(
+        select(func.count()).select_from(Scenario).where(
+            ~exists().where(and_(Annotator.id == Scenario.created_by, Annotator.excluded_at.is_not(None)))))
+    n_live = session.scalar(select(func.count()).select_from(Assignment).where(Assignment.slot.is_not(None)))
+    return int(n_scenarios) * k - int(n_live)
