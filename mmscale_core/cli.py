@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
 BENCH_MODULES: tuple[str, ...] = (
     "mmscale_core.data_bench",
     "mmscale_core.metrics.bench",
+    "mmscale_core.models.prefix_bench",
     "mmscale_core.morale.bench",
 )
 

@@ -75,3 +75,7 @@ class Backbone(nn.Module, ABC):
     @abstractmethod
     def encode_naive(self, batch: ListBatch) -> torch.Tensor:
         """Same output as ``encode``, one (image, scenario) pair per forward pass."""
+
+    def forward(self, batch: ListBatch) -> torch.Tensor:
+        """``encode``: wrappers (peft, accelerate) call the module itself."""
+        return self.encode(batch)

@@ -7,7 +7,11 @@ encoders: ``query/key/value/attention.output.dense``).
 
 from __future__ import annotations
 
-from peft import LoraConfig, get_peft_model
+from mmscale_core.models._torchvision_compat import ensure_torchvision_importable
+
+ensure_torchvision_importable()  # peft imports transformers, which imports torchvision
+
+from peft import LoraConfig, get_peft_model  # noqa: E402
 
 PAPER_LORA = dict(r=4, lora_alpha=16, lora_dropout=0.05, bias="none")
 

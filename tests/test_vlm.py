@@ -1,0 +1,215 @@
+"""The real-VLM backbones on tiny random-init configs: shared prefix == naive, LoRA, offline loading."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mmscale_core.cli import main as cli_main
+from mmscale_core.errors import MmscaleError
+from mmscale_core.models import load_backbone
+from mmscale_core.models.base import ListBatch
+from mmscale_core.models.tiny import TINY_BUILDERS, tiny_backbone, tiny_qwen2_vl  # applies the torchvision shim
+from mmscale_core.models.lora import PAPER_LORA, apply_lora  # isort: skip  (peft imports transformers)
+from mmscale_core.models.vlm.packing import block_mask, pack_lists
+from peft import PeftModel  # isort: skip
+
+NAMES = sorted(TINY_BUILDERS)
+REL_TOL = 1e-4
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models: intra-op threads only add sync overhead (and stall badly on a busy CI machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _image(seed: int, width: int, height: int) -> Image.Image:
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    return Image.fromarray(pixels)
+
+
+@pytest.fixture(scope="module")
+def batch() -> ListBatch:
+    """Two lists with different image sizes (different prefix lengths) and list sizes (padding)."""
+    return ListBatch.from_lists(
+        [_image(0, 84, 56), _image(1, 56, 112)],
+        [["A man helps an old lady carry her bags.", "He steals her purse.", "He walks past her."],
+         ["Children play football in the yard.", "They break the window and run away."]],
+    )
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max())
+
+
+def _with_random_lora(name: str, seed: int = 1):
+    """Tiny backbone + paper LoRA with random (non-zero) adapter weights, in eval mode (dropout off)."""
+    backbone = tiny_backbone(name)
+    backbone = apply_lora(backbone, backbone.lora_target_modules)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for pname, param in backbone.named_parameters():
+            if "lora_" in pname:
+                param.copy_(0.1 * torch.randn(param.shape, generator=generator))
+    return backbone.eval()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_encode_shapes_padding_and_equality_with_naive(name, batch):
+    backbone = tiny_backbone(name).eval()
+    with torch.no_grad():
+        shared, naive = backbone.encode(batch), backbone.encode_naive(batch)
+    assert shared.shape == (2, 3, backbone.hidden_size) == naive.shape
+    assert backbone.hidden_size == 64
+    assert torch.isfinite(shared).all()
+    assert (shared[1, 2] == 0).all() and (naive[1, 2] == 0).all()  # padded slot
+    assert shared[0, 0].abs().sum() > 0
+    assert not torch.allclose(shared[0, 0], shared[0, 1])  # the scenario matters
+    assert _rel(shared, naive) <= REL_TOL
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_lora_gradients_equal_naive(name, batch):
+    backbone = _with_random_lora(name)
+    projection = torch.randn(backbone.hidden_size, generator=torch.Generator().manual_seed(2))
+    grads = []
+    for encode in (backbone.encode, backbone.encode_naive):
+        backbone.zero_grad(set_to_none=True)
+        (encode(batch) @ projection).sum().backward()
+        grads.append({n: p.grad.clone() for n, p in backbone.named_parameters() if p.grad is not None})
+    shared, naive = grads
+    assert shared.keys() == naive.keys()
+    assert any("language_model" in n or ".layers." in n for n in naive)  # the decoder's LoRA is trained
+    assert all("lora_" in n for n in naive)  # nothing but the adapters gets gradients
+    for pname, grad in naive.items():
+        assert grad.norm() > 0, pname
+        assert float((shared[pname] - grad).norm() / grad.norm()) <= REL_TOL, pname
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_lora_adapter_save_load_round_trip(name, batch, tmp_path):
+    backbone = _with_random_lora(name, seed=3)
+    with torch.no_grad():
+        before = backbone.encode(batch)
+    backbone.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "adapter_config.json").read_text())
+    assert {k: saved[k] for k in ("r", "lora_alpha", "lora_dropout", "bias")} == PAPER_LORA
+    reloaded = PeftModel.from_pretrained(tiny_backbone(name), tmp_path).eval()
+    with torch.no_grad():
+        after = reloaded.encode(batch)
+    torch.testing.assert_close(after, before, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_lora_targets_cover_decoder_attention(name):
+    backbone = tiny_backbone(name)
+    peft_model = apply_lora(backbone, backbone.lora_target_modules)
+    adapted = [n for n, m in peft_model.named_modules() if hasattr(m, "lora_A") and len(m.lora_A)]
+    decoder_layer = [n for n in adapted if ".layers.0.self_attn." in n and "vision" not in n
+                     and "img_processor" not in n]
+    fused = name == "phi-3-vision"  # Phi decoders fuse q, k, v into one qkv_proj
+    expected = {"qkv_proj", "o_proj"} if fused else {"q_proj", "k_proj", "v_proj", "o_proj"}
+    assert {n.rsplit(".", 1)[1] for n in decoder_layer} == expected
+    assert not any("audio" in n for n in adapted)
+    if not fused:
+        assert backbone.lora_target_modules == ["q_proj", "k_proj", "v_proj", "o_proj"]
+
+
+def test_images_are_resized_to_at_most_336_and_factory_kwargs_apply():
+    backbone = tiny_backbone("qwen2-vl")
+    prepared = backbone.prepare(ListBatch.from_lists([_image(0, 1000, 700)], [["A scenario."]]))
+    grid = prepared.prefixes[0].inputs["image_grid_thw"][0]
+    assert int(grid[1]) * 14 <= 336 and int(grid[2]) * 14 <= 336
+    n_image = int((prepared.prefixes[0].input_ids == backbone.image_token_id).sum())
+    assert n_image == int(grid.prod()) // 4 <= 144
+
+    # image_size / max_length, as the training config's backbone_kwargs pass them
+    small = load_backbone("qwen2-vl", model=backbone.model, processor=backbone.processor, image_size=112,
+                          max_length=2)
+    scenario = "A long scenario with many words in it."
+    prepared = small.prepare(ListBatch.from_lists([_image(0, 1000, 700)], [[scenario]]))
+    grid = prepared.prefixes[0].inputs["image_grid_thw"][0]
+    assert int(grid[1]) * 14 <= 112 and int(grid[2]) * 14 <= 112
+    tail = small.processor.tokenizer(small.answer_tail, add_special_tokens=False)["input_ids"]
+    assert prepared.suffix_ids[0][0].tolist()[2:] == tail and len(prepared.suffix_ids[0][0]) == 2 + len(tail)
+
+
+def test_qwen2_vl_packed_positions_match_the_models_own_rope_index():
+    """M-RoPE: each scenario resumes where the naive sequence's text after the image resumes."""
+    backbone = tiny_backbone("qwen2-vl")
+    prepared = backbone.prepare(ListBatch.from_lists([_image(0, 112, 84)], [["One.", "Two words here."]]))
+    prefix, suffixes = prepared.prefixes[0], prepared.suffix_ids[0]
+    prefix_pos = backbone._prefix_positions(prefix)
+    embeds = [torch.zeros(prefix.input_ids.numel(), 4)], [[torch.zeros(s.numel(), 4) for s in suffixes]]
+    packed = pack_lists(embeds[0], [prefix_pos], embeds[1])
+    offset = prefix.input_ids.numel()
+    for suffix in suffixes:
+        full = torch.cat([prefix.input_ids, suffix])
+        types = torch.cat([prefix.inputs["mm_token_type_ids"][0], torch.zeros_like(suffix)])
+        naive, _ = backbone.model.model.get_rope_index(full[None], mm_token_type_ids=types[None],
+                                                       image_grid_thw=prefix.inputs["image_grid_thw"])
+        n = suffix.numel()
+        assert torch.equal(packed.position_ids[:, 0, offset:offset + n], naive[:, 0, -n:])
+        assert torch.equal(packed.position_ids[:, 0, :prefix.input_ids.numel()], naive[:, 0, :-n])
+        offset += n
+
+
+def test_block_mask_matches_brute_force():
+    segment = torch.tensor([[0, 0, 1, 1, 2, 2, 2, -1], [0, 1, 2, 3, -1, -1, -1, -1]])
+    mask = block_mask(segment, torch.float32)[:, 0]
+    for b in range(2):
+        for q in range(8):
+            for k in range(8):
+                sq, sk = int(segment[b, q]), int(segment[b, k])
+                allowed = (q == k) if sq < 0 or sk < 0 else (k <= q and (sk == 0 or sk == sq))
+                assert (mask[b, q, k] == 0) == allowed, (b, q, k)
+
+
+def test_full_size_qwen2_vl_config_has_the_7b_shape():
+    model, _ = tiny_qwen2_vl(full_size=True, device="meta")
+    assert sum(p.numel() for p in model.parameters()) == 8_291_375_616  # Qwen2-VL-7B-Instruct
+
+
+def test_missing_checkpoint_is_one_clear_error(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(MmscaleError) as err:
+        load_backbone("qwen2-vl")
+    message = str(err.value)
+    for needle in ("'qwen2-vl'", "Qwen/Qwen2-VL-7B-Instruct", str(tmp_path / "empty-cache"), "--backbone-path",
+                   "backbone_kwargs.path", "HF_HOME"):
+        assert needle in message
+    with pytest.raises(MmscaleError, match=re.escape(str(tmp_path / "nowhere"))):
+        load_backbone("instructblip", path=tmp_path / "nowhere")
+
+
+def test_missing_checkpoint_on_the_cli_has_no_traceback(tmp_path, capsys):
+    code = cli_main(["bench", "prefix", "--backbone", "llava-onevision", "--backbone-path",
+                     str(tmp_path / "missing")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "llava-onevision" in err and str(tmp_path / "missing") in err and "Traceback" not in err
+
+
+def test_bench_prefix_prints_both_paths_and_the_ratio(tmp_path, capsys):
+    out_json = tmp_path / "bench.json"
+    code = cli_main(["bench", "prefix", "--backbone", "qwen2-vl", "--lists", "2", "--warmup", "0",
+                     "--repeats", "1", "--image-size", "56", "--json", str(out_json)])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "naive (paper)" in out and "shared prefix" in out
+    assert re.search(r"speed-up .*: \d+\.\d\dx", out)
+    result = json.loads(out_json.read_text())
+    naive, shared = result["paths"]
+    assert result["scenarios"] == 3 + 4
+    assert shared["lm_tokens"] < naive["lm_tokens"] and shared["flops"] < naive["flops"]
