@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mmscale_core.report",
     "mmscale_core.pipeline",
     "mmscale_core.morale.cli",
+    "mmscale_core.simulator.cli",
 )
 
 # Modules that define ``register_bench(subparsers)`` for ``mmscale bench NAME``.
@@ -29,6 +30,7 @@ BENCH_MODULES: tuple[str, ...] = (
     "mmscale_core.metrics.bench",
     "mmscale_core.models.prefix_bench",
     "mmscale_core.morale.bench",
+    "mmscale_core.simulator.bench",
 )
 
 
