@@ -29,15 +29,15 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -c $(VENV)/torch-constraint.txt -e ".[$(EXTRAS)]"
 	@touch $(STAMP)
 
-# `dvc repro` runs the profile named in params.yaml (default); another profile
-# is set for one run with DVC's experiment override.
+# `dvc repro` runs the profile named in params.yaml (default); another profile is
+# selected with DVC's parameter override (which writes it into params.yaml).
 repro: $(STAMP)
 ifeq ($(PROFILE),default)
-	$(VENV)/bin/dvc repro
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro
 else
-	$(VENV)/bin/dvc exp run --temp -S profile=$(PROFILE)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc exp run -S profile=$(PROFILE)
 endif
-	$(MAKE) site
+	$(VENV)/bin/mmscale site --strict
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

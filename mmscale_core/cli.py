@@ -20,6 +20,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mmscale_core.data",
     "mmscale_core.report",
     "mmscale_core.pipeline",
+    "mmscale_core.notebook_runner",
+    "mmscale_core.train_cli",
     "mmscale_core.morale.cli",
     "mmscale_core.simulator.cli",
 )

@@ -84,11 +84,13 @@ def test_every_registered_command_builds():
     assert {"validate", "data", "site", "bench"} <= set(sub.choices)
 
 
-def test_site_fallback_renders_the_quarto_pages(tmp_path):
-    out = build_site(REPO, tmp_path / "_site", use_quarto=False)
+def test_site_builds_before_repro_with_notices(tmp_path):
+    """`make site` on a fresh clone: the index renders, generated tables are announced, not fatal."""
+    out = build_site(REPO, tmp_path / "_site", use_quarto=False, strict=False)
     page = (out / "index.html").read_text()
     assert "<h1>MM-SCALE companion report</h1>" in page
-    assert "companion, simulated" in page
+    assert "companion, simulated data" in page
+    assert "is produced by <code>make repro</code>" in page or "produced by" in page
 
 
 def test_bench_data_runs_and_prints_times(capsys):

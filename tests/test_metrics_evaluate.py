@@ -190,3 +190,32 @@ def test_compare_permutation_is_sign_flip_for_list_level_metrics(frame):
     flipped = np.abs(((1 - 2 * swaps) * d).mean(axis=1))
     expected = (1 + np.sum(flipped >= abs(d.mean()) - 1e-12)) / (1 + n_perm)
     assert result.loc["NDCG@5", "p_value"] == pytest.approx(expected)
+
+
+def test_seed_columns_average_the_list_metrics(frame):
+    """Several prediction columns (training seeds): list metrics are the mean over seeds."""
+    rng = np.random.default_rng(7)
+    frame = frame.assign(pred2=frame["pred"] + rng.normal(0, 1.0, len(frame)))
+    one = evaluate_lists(frame, pred_col="pred", n_boot=50).set_index("metric")
+    two = evaluate_lists(frame, pred_col="pred2", n_boot=50).set_index("metric")
+    both = evaluate_lists(frame, pred_col=["pred", "pred2"], n_boot=50).set_index("metric")
+    for name in ("NDCG@5", "MRR"):
+        assert both.loc[name, "value"] == pytest.approx((one.loc[name, "value"] + two.loc[name, "value"]) / 2)
+    # pooled safety counts: Unsafe Rate of the pooled seeds is the mean (same denominators)
+    assert both.loc["Unsafe Rate", "value"] == pytest.approx(
+        (one.loc["Unsafe Rate", "value"] + two.loc["Unsafe Rate", "value"]) / 2)
+    same = evaluate_lists(frame, pred_col=["pred", "pred"], n_boot=50)
+    pd.testing.assert_frame_equal(same, evaluate_lists(frame, pred_col="pred", n_boot=50))
+    with pytest.raises(MmscaleError, match="2 prediction column"):
+        evaluate_lists(frame, pred_col=["pred", "pred2"], scale_col="pred")
+
+
+def test_compare_seed_tuples_use_seed_averaged_values(frame):
+    rng = np.random.default_rng(3)
+    frame = frame.assign(a2=frame["pred"] + rng.normal(0, 0.5, len(frame)),
+                         b1=rng.normal(3, 1, len(frame)), b2=rng.normal(3, 1, len(frame)))
+    table = compare(frame, ("pred", "a2"), ("b1", "b2"), n_boot=50, n_perm=50).set_index("metric")
+    a = evaluate_lists(frame, pred_col=["pred", "a2"], n_boot=10).set_index("metric")
+    b = evaluate_lists(frame, pred_col=["b1", "b2"], n_boot=10).set_index("metric")
+    assert table.loc["NDCG@5", "reference"] == "pred" and table.loc["NDCG@5", "other"] == "b1"
+    assert table.loc["NDCG@5", "diff"] == pytest.approx(a.loc["NDCG@5", "value"] - b.loc["NDCG@5", "value"])

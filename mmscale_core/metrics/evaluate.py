@@ -28,7 +28,7 @@ Definitions:
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -132,8 +132,33 @@ def _statistics(lists: PaddedLists, true_col: str, pred_col: str, scale_col: str
                            None if scale_col is None else v[scale_col], k, threshold)
 
 
+def _columns(pred: str | Sequence[str]) -> list[str]:
+    return [pred] if isinstance(pred, str) else list(pred)
+
+
+def _scale_map(preds: list[str], scale: str | Sequence[str] | None) -> dict[str, str]:
+    if scale is None:
+        return {}
+    scales = _columns(scale)
+    if len(scales) != len(preds):
+        raise MmscaleError(f"metrics: {len(preds)} prediction column(s) but {len(scales)} scale column(s)")
+    return dict(zip(preds, scales))
+
+
+def _mean_statistics(lists: PaddedLists, true_col: str, preds: list[str], scales: Mapping[str, str],
+                     k: int, threshold: float) -> np.ndarray:
+    """Per-list statistics averaged over ``preds`` (e.g. one column per training seed).
+
+    Averaging the additive statistics (not the predictions) gives the mean over
+    seeds of each list-level metric and pools the safety counts of all seeds, so
+    a bootstrap over lists then carries both list and seed variation.
+    """
+    return np.mean([_statistics(lists, true_col, p, scales.get(p), k, threshold) for p in preds], axis=0)
+
+
 def evaluate_lists(frame: pd.DataFrame, list_col: str = "image_id", true_col: str = "score",
-                   pred_col: str = "pred", min_list_size: int = 2, *, scale_col: str | None = None,
+                   pred_col: str | Sequence[str] = "pred", min_list_size: int = 2, *,
+                   scale_col: str | Sequence[str] | None = None,
                    k: int = 5, threshold: float = UNSAFE_THRESHOLD, n_boot: int = 1000,
                    ci: float = 0.95, seed: int = 0) -> pd.DataFrame:
     """Table 3/4 metrics of ``pred_col`` over the lists of ``frame`` (one row per metric).
@@ -142,14 +167,18 @@ def evaluate_lists(frame: pd.DataFrame, list_col: str = "image_id", true_col: st
     ``n_boot`` resamples, seeded), chance, oracle, n_lists, n_scenarios,
     min_list_size. Ranking metrics use ``pred_col``; Unsafe Rate and
     AUC-Safety use ``scale_col`` when given (e.g. isotonic-calibrated scores
-    of an objective without a 1-5 scale), else ``pred_col``.
+    of an objective without a 1-5 scale), else ``pred_col``. Several
+    prediction columns (one per training seed, with as many scale columns)
+    give the seed-averaged metrics (see :func:`_mean_statistics`).
     """
-    lists = _prepare(frame, list_col, true_col, [pred_col], {pred_col: scale_col} if scale_col else {},
-                     min_list_size)
-    stats = _statistics(lists, true_col, pred_col, scale_col, k, threshold)
+    preds = _columns(pred_col)
+    scales = _scale_map(preds, scale_col)
+    lists = _prepare(frame, list_col, true_col, preds, scales, min_list_size)
+    stats = _mean_statistics(lists, true_col, preds, scales, k, threshold)
     value = metrics_from_sums(stats.sum(axis=0))
     oracle = metrics_from_sums(_statistics(lists, true_col, true_col, None, k, threshold).sum(axis=0))
-    chance = _chance_levels(lists, true_col, lists.values[scale_col or pred_col], k, threshold)
+    chances = [_chance_levels(lists, true_col, lists.values[scales.get(p, p)], k, threshold) for p in preds]
+    chance = {name: float(np.mean([c[name] for c in chances])) for name in METRICS}
     weights = bootstrap_weights(lists.n_lists, n_boot, np.random.default_rng(seed))
     boot = metrics_from_sums(weights @ stats)
     rows = []
@@ -184,7 +213,8 @@ def _json_number(value):
     return None if math.isnan(value) else value
 
 
-def compare(frame: pd.DataFrame, pred_a: str, pred_b: str, *more_preds: str,
+def compare(frame: pd.DataFrame, pred_a: str | Sequence[str], pred_b: str | Sequence[str],
+            *more_preds: str | Sequence[str],
             list_col: str = "image_id", true_col: str = "score", min_list_size: int = 2,
             scale_cols: Mapping[str, str] | None = None, k: int = 5,
             threshold: float = UNSAFE_THRESHOLD, n_boot: int = 1000, n_perm: int = 1000,
@@ -202,13 +232,18 @@ def compare(frame: pd.DataFrame, pred_a: str, pred_b: str, *more_preds: str,
     same swap applied to each list's counts, valid because both columns share
     the human labels (hence the denominators). No multiplicity correction.
     ``scale_cols`` maps a prediction column to its 1-5 scale column for the
-    pooled metrics.
+    pooled metrics. A model given as a tuple of columns (one per training
+    seed) is compared through its seed-averaged statistics; it is named by
+    its first column.
     """
     scale_cols = dict(scale_cols or {})
-    others = [pred_b, *more_preds]
-    lists = _prepare(frame, list_col, true_col, [pred_a, *others], scale_cols, min_list_size)
-    stats = {col: _statistics(lists, true_col, col, scale_cols.get(col), k, threshold)
-             for col in [pred_a, *others]}
+    models = {_columns(p)[0]: _columns(p) for p in (pred_a, pred_b, *more_preds)}
+    pred_a, *others = models
+    all_cols = [c for cols in models.values() for c in cols]
+    lists = _prepare(frame, list_col, true_col, all_cols,
+                     {c: scale_cols[c] for c in all_cols if c in scale_cols}, min_list_size)
+    stats = {name: _mean_statistics(lists, true_col, cols, scale_cols, k, threshold)
+             for name, cols in models.items()}
     rng = np.random.default_rng(seed)
     weights = bootstrap_weights(lists.n_lists, n_boot, rng)
     swaps = rng.integers(0, 2, size=(n_perm, lists.n_lists)).astype(np.float64)

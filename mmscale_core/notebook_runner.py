@@ -1,0 +1,98 @@
+"""Execute a numbered notebook with papermill, parameters from ``params.yaml``.
+
+``mmscale notebook NAME [--set KEY=VALUE ...] [--output PATH]`` is the command
+of each notebook stage in ``dvc.yaml``. Parameters injected into the notebook's
+tagged ``parameters`` cell: ``profile``, ``params_file``, ``data_dir``,
+``provenance`` (simulated/real), ``figures_dir`` and ``tables_dir``
+(``figures/NAME``, ``tables/NAME``), then each ``--set`` (values parsed as
+YAML, so ``seed=0`` is an int). The executed copy goes to
+``reports/notebooks/NAME.ipynb`` (what the report renders) or ``--output``,
+written only when the whole notebook succeeded; a failing cell stops the stage
+with that cell's source and error, not a kernel traceback dump.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from mmscale_core.errors import MmscaleError
+from mmscale_core.io import atomic_path
+from mmscale_core.outputs import data_provenance
+from mmscale_core.params import load_profile
+
+NOTEBOOK_DIR = Path("notebooks")
+EXECUTED_DIR = Path("reports/notebooks")
+
+
+def notebook_parameters(name: str, profile: dict, params_file: str | Path) -> dict[str, Any]:
+    return {
+        "profile": profile["name"],
+        "params_file": str(Path(params_file)),
+        "data_dir": "data/dataset",
+        "provenance": data_provenance(profile),
+        "figures_dir": f"figures/{name}",
+        "tables_dir": f"tables/{name}",
+    }
+
+
+def parse_assignments(items: list[str]) -> dict[str, Any]:
+    """``["seed=0", "objective=lipo"]`` -> ``{"seed": 0, "objective": "lipo"}`` (values as YAML)."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise MmscaleError(f"--set expects KEY=VALUE with KEY a Python name, got {item!r}")
+        out[key] = yaml.safe_load(value) if value else ""
+    return out
+
+
+def run_notebook(name: str, params_file: str | Path = "params.yaml", profile_name: str | None = None,
+                 notebook_dir: str | Path = NOTEBOOK_DIR, output: str | Path | None = None,
+                 extra: dict[str, Any] | None = None) -> Path:
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    source = Path(notebook_dir) / f"{name}.ipynb"
+    if not source.is_file():
+        raise MmscaleError(f"{source}: no such notebook")
+    profile = load_profile(params_file, profile_name)
+    parameters = {**notebook_parameters(name, profile, params_file), **(extra or {})}
+    target = Path(output) if output else EXECUTED_DIR / f"{name}.ipynb"
+    with atomic_path(target) as tmp:
+        try:
+            pm.execute_notebook(
+                str(source), str(tmp), parameters=parameters, kernel_name="python3",
+                progress_bar=False, cwd=str(Path.cwd()), language="python",
+            )
+        except PapermillExecutionError as err:
+            raise MmscaleError(
+                f"notebook {source} failed in cell {err.exec_count}:\n"
+                f"{_indent(err.source)}\n{err.ename}: {err.evalue}"
+            ) from None
+    return target
+
+
+def _indent(text: str) -> str:
+    return "\n".join("    " + line for line in text.splitlines())
+
+
+def _cmd_notebook(args: argparse.Namespace) -> int:
+    out = run_notebook(args.name, args.params, args.profile, output=args.output,
+                       extra=parse_assignments(args.set))
+    print(f"executed {args.name} -> {out}")
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("notebook", help="pipeline stage: execute a numbered notebook with papermill")
+    p.add_argument("name", help="notebook name without .ipynb, e.g. 01_data_stats")
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--profile", default=None, help="override the profile named in params.yaml")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one notebook parameter (repeatable); VALUE is parsed as YAML")
+    p.add_argument("--output", default=None, help="where to write the executed notebook")
+    p.set_defaults(func=_cmd_notebook)

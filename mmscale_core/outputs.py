@@ -1,0 +1,62 @@
+"""Figures and tables as files, each stamped with where its numbers come from.
+
+Every number the report shows is one of three provenances, and the report
+must say which: the paper itself, this companion on the simulator, or this
+companion on real data. Figures get PNG (for the site) and SVG (for papers);
+tables get CSV (for tools) and Markdown (for people), all written atomically.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from mmscale_core.io import atomic_path, write_text
+
+PROVENANCE = {
+    "paper": "paper (transcribed)",
+    "simulated": "companion, simulated data",
+    "real": "companion, real data",
+}
+
+
+def provenance_label(kind: str) -> str:
+    try:
+        return PROVENANCE[kind]
+    except KeyError:
+        raise ValueError(f"provenance must be one of {', '.join(PROVENANCE)}, not {kind!r}") from None
+
+
+def data_provenance(profile: dict) -> str:
+    """'simulated' or 'real' for a params profile, from its data source."""
+    return "simulated" if profile.get("data", {}).get("source") == "simulate" else "real"
+
+
+def save_figure(fig, name: str, provenance: str, out_dir: str | Path = "figures",
+                dpi: int = 150) -> list[Path]:
+    """Write ``fig`` as NAME.png and NAME.svg with a provenance footnote in the corner."""
+    out_dir = Path(out_dir)
+    stamp = provenance_label(provenance) if provenance == "paper" else f"companion numbers: {provenance} data"
+    fig.text(0.995, 0.005, stamp, ha="right", va="bottom", fontsize=7, color="0.45")
+    paths = []
+    for ext in ("png", "svg"):
+        target = out_dir / f"{name}.{ext}"
+        with atomic_path(target) as tmp:
+            fig.savefig(tmp, format=ext, dpi=dpi, bbox_inches="tight")
+        paths.append(target)
+    return paths
+
+
+def save_table(frame: pd.DataFrame, name: str, out_dir: str | Path = "tables",
+               caption: str | None = None, floatfmt: str = ".3f") -> list[Path]:
+    """Write NAME.csv and NAME.md. The frame must carry a ``source`` column (see ``PROVENANCE``)."""
+    if "source" not in frame.columns:
+        raise ValueError(f"table {name!r} needs a 'source' column saying where each number comes from")
+    out_dir = Path(out_dir)
+    csv_path, md_path = out_dir / f"{name}.csv", out_dir / f"{name}.md"
+    with atomic_path(csv_path) as tmp:
+        frame.to_csv(tmp, index=False)
+    md = frame.to_markdown(index=False, floatfmt=floatfmt)
+    write_text(md_path, (f"{caption}\n\n" if caption else "") + md + "\n")
+    return [csv_path, md_path]

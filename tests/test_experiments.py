@@ -1,0 +1,155 @@
+"""Glue between runs and the report: configs from profiles, seed-averaged tables, audits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+
+from mmscale_core import audit, experiments
+from mmscale_core.errors import MmscaleError
+from mmscale_core.metrics import evaluate_lists
+from mmscale_core.notebook_runner import parse_assignments, run_notebook
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def fake_scenarios(n_images: int = 40, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n_images):
+        for j in range(rng.integers(2, 6)):
+            rows.append({"scenario_id": f"s{i}_{j}", "image_id": f"img{i}", "split": "test" if i % 2 else "train",
+                         "score": float(rng.integers(3, 16)) / 3, "modality": ["text", "image", "both"][(i + j) % 3]})
+    return pd.DataFrame(rows)
+
+
+def fake_run(root: Path, name: str, scenarios: pd.DataFrame, objective: str, seed: int, noise: float,
+             backbone: str = "minilm-effnet", tuning: str = "lora") -> Path:
+    run = root / name
+    run.mkdir(parents=True)
+    rng = np.random.default_rng(seed + 100 * len(name))
+    raw = scenarios["score"].to_numpy() + rng.normal(0, noise, len(scenarios))
+    pd.DataFrame({"scenario_id": scenarios["scenario_id"], "image_id": scenarios["image_id"],
+                  "split": scenarios["split"], "score": raw * 10,  # off-scale raw scores
+                  "calibrated_score": np.clip(raw, 1, 5),
+                  "modality_pred": scenarios["modality"].where(rng.random(len(scenarios)) < 0.7, "text")}
+                 ).to_parquet(run / "predictions.parquet")
+    (run / "config.json").write_text(json.dumps({"backbone": backbone, "objective": objective, "seed": seed,
+                                                 "tuning": tuning, "max_list_size": 5, "train_fraction": 1.0}))
+    (run / "metrics.json").write_text("{}")
+    return run
+
+
+@pytest.fixture
+def runs_and_frame(tmp_path):
+    scenarios = fake_scenarios()
+    for objective, noise in (("lipo", 0.3), ("bce", 2.0)):
+        for seed in (0, 1):
+            fake_run(tmp_path / "runs", f"{objective}/seed{seed}", scenarios, objective, seed, noise)
+    runs = experiments.collect_runs(tmp_path / "runs")
+    return runs, experiments.run_predictions(runs, scenarios, split="test"), scenarios
+
+
+def test_training_config_merges_profile_and_cell():
+    config = experiments.training_config(REPO / "params.yaml", "smoke", run_dir="runs/x", objective="bpo", seed=2,
+                                         max_list_size=3)
+    assert (config.backbone, config.objective, config.seed, config.max_list_size) == ("minilm-effnet", "bpo", 2, 3)
+    assert config.epochs == 1 and config.out == "runs/x"
+
+
+def test_run_predictions_uses_raw_for_ranking_and_calibrated_scale_for_safety(runs_and_frame):
+    runs, frame, scenarios = runs_and_frame
+    assert set(runs["objective"]) == {"lipo", "bce"} and len(runs) == 4
+    assert (frame["split"] == "test").all()
+    col = runs.loc[runs["objective"] == "bce", "run"].iloc[0]
+    assert frame[f"pred:{col}"].max() > 5  # raw, off the 1-5 scale
+    assert frame[f"scale:{col}"].between(1, 5).all()
+
+
+def test_evaluate_runs_averages_seeds(runs_and_frame):
+    runs, frame, _ = runs_and_frame
+    table = experiments.evaluate_runs(runs, frame, n_boot=20)
+    assert set(table["objective"]) == {"lipo", "bce"} and set(table["n_seeds"]) == {2}
+    lipo = runs[runs["objective"] == "lipo"]["run"].tolist()
+    singles = [evaluate_lists(frame, pred_col=f"pred:{r}", scale_col=f"scale:{r}", n_boot=5).set_index("metric")
+               for r in lipo]
+    got = table[(table["objective"] == "lipo")].set_index("metric")
+    assert got.loc["NDCG@5", "value"] == pytest.approx(np.mean([s.loc["NDCG@5", "value"] for s in singles]))
+    good, bad = (table[(table["objective"] == o) & (table["metric"] == "NDCG@5")]["value"].item() for o in ("lipo", "bce"))
+    assert good > bad
+
+
+def test_compare_objectives_names_the_objectives(runs_and_frame):
+    runs, frame, _ = runs_and_frame
+    table = experiments.compare_objectives(runs, frame, n_boot=50, n_perm=50)
+    assert set(table["reference"]) == {"lipo"} and set(table["other"]) == {"bce"}
+    ndcg = table[table["metric"] == "NDCG@5"].iloc[0]
+    assert ndcg["diff"] > 0 and ndcg["p_value"] < 0.1
+
+
+def test_modality_ablation_and_calibration_and_table5(runs_and_frame):
+    runs, frame, scenarios = runs_and_frame
+    ablation = experiments.modality_ablation(runs, frame, n_boot=10)
+    assert {"all lists", "lists with a image-grounded scenario"} <= set(ablation["lists"])
+    curves, ece = experiments.calibration_by_objective(runs, frame, n_bins=5, n_boot=20)
+    assert set(ece["objective"]) == {"Ours (Listwise PO)", "BCE (Binary Class.)"}
+    assert (ece["ci_low"] <= ece["value"] + 1e-12).all() and (ece["value"] <= ece["ci_high"] + 1e-12).all()
+    assert curves["mean_predicted"].between(0, 1).all()
+    t5 = experiments.modality_classification(runs.iloc[:1], frame, scenarios["modality"])
+    assert list(t5["method"]) == ["Majority Class", "Random Guessing", "Ours (LoRA-tuned)"]
+    assert t5["accuracy"].between(0, 1).all()
+
+
+def test_missing_predictions_are_a_clear_error(runs_and_frame):
+    runs, _, scenarios = runs_and_frame
+    extra = pd.concat([scenarios, scenarios.iloc[:1].assign(scenario_id="new", split="test")])
+    with pytest.raises(MmscaleError, match="no prediction for 1 scenario"):
+        experiments.run_predictions(runs, extra)
+    with pytest.raises(MmscaleError, match="no finished training runs"):
+        experiments.collect_runs(Path(runs["path"].iloc[0]).parent / "nothing")
+
+
+def test_paper_tables_and_metrics_summary():
+    t3 = experiments.paper_table3()
+    assert len(t3) == 4 * 3 * 4 and t3["value"].between(0, 1).all()
+    assert experiments.paper_table4()["value"].tolist()[:2] == [0.68, 0.84]
+    summary = experiments.metrics_summary(pd.DataFrame([{"backbone": "b", "objective": "o", "metric": "MRR",
+                                                         "value": 0.5, "chance": 0.4}]))
+    assert summary == {"b/o": {"MRR": 0.5, "MRR chance": 0.4}}
+
+
+def test_audit_arithmetic():
+    assert audit.mrr_chance_unique_top(1) == 1.0
+    assert audit.mrr_chance_unique_top(3) == pytest.approx((1 + 1 / 2 + 1 / 3) / 3)
+    check = audit.majority_class_check().set_index("quantity")["value"]
+    assert check["macro-F1 implied by that accuracy (%)"] == pytest.approx(24.0, abs=0.05)
+    assert len(audit.contradictions_table()) >= 5
+
+
+def test_parse_assignments():
+    assert parse_assignments(["seed=0", "objective=lipo+mse", "f=0.25", "flag=true"]) == {
+        "seed": 0, "objective": "lipo+mse", "f": 0.25, "flag": True}
+    with pytest.raises(MmscaleError, match="KEY=VALUE"):
+        parse_assignments(["nonsense"])
+
+
+def test_failing_notebook_shows_the_cell(tmp_path, monkeypatch):
+    (tmp_path / "notebooks").mkdir()
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("profile = 'smoke'")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell("x = 1\nraise ValueError('bad input for ' + profile)")]
+    nbformat.write(nb, tmp_path / "notebooks" / "99_fail.ipynb")
+    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(MmscaleError) as info:
+        run_notebook("99_fail", "params.yaml", "smoke")
+    message = str(info.value)
+    assert "raise ValueError('bad input for ' + profile)" in message
+    assert "ValueError: bad input for smoke" in message
+    assert not (tmp_path / "reports" / "notebooks" / "99_fail.ipynb").exists()  # nothing half-written
