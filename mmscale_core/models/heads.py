@@ -1,0 +1,60 @@
+"""Scoring heads on top of any backbone: the paper's "small MLP head" (sec 4.3).
+
+``ScoringModel(backbone)`` maps each (image, scenario) pair's pooled
+representation to one real-valued score with a small MLP, and optionally to
+modality logits (text / image / both) for the multitask variant and the
+modality-classification study (Table 5). The heads start with a LayerNorm so
+the same head works on a 384-d MiniLM vector and on a 3584-d Qwen2-VL hidden
+state, whose scales differ by orders of magnitude.
+
+The model uses only the ``Backbone`` interface (``encode``, ``hidden_size``),
+so a peft-wrapped backbone (LoRA) or a 7B VLM drops in unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mmscale_core.models.base import ListBatch
+
+MODALITY_LABELS = ("text", "image", "both")  # order of the modality head's logits (== data.MODALITIES)
+
+
+def mlp_head(in_dim: int, hidden: int, out_dim: int, dropout: float = 0.1) -> nn.Sequential:
+    """LayerNorm -> Linear -> GELU -> Dropout -> Linear."""
+    return nn.Sequential(
+        nn.LayerNorm(in_dim),
+        nn.Linear(in_dim, hidden),
+        nn.GELU(),
+        nn.Dropout(dropout),
+        nn.Linear(hidden, out_dim),
+    )
+
+
+class ScoringModel(nn.Module):
+    """backbone + scalar head (+ optional modality head); ``forward(batch) -> (scores, modality_logits)``.
+
+    scores: (B, n_max) raw head outputs, 0 in padded slots;
+    modality_logits: (B, n_max, 3) in ``MODALITY_LABELS`` order, or None without a modality head.
+    """
+
+    def __init__(self, backbone: nn.Module, head_hidden: int = 256, dropout: float = 0.1,
+                 modality_head: bool = False):
+        super().__init__()
+        self.backbone = backbone
+        hidden_size = backbone.hidden_size
+        self.scalar_head = mlp_head(hidden_size, head_hidden, 1, dropout)
+        self.modality_head = (
+            mlp_head(hidden_size, head_hidden, len(MODALITY_LABELS), dropout) if modality_head else None
+        )
+
+    def forward(self, batch: ListBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
+        pairs = self.backbone.encode(batch)  # (B, n_max, hidden): the shared-prefix path
+        pairs = pairs.to(self.scalar_head[0].weight.dtype)  # a bf16 VLM under an fp32 head, without autocast
+        mask = batch.mask.to(pairs.device)
+        scores = self.scalar_head(pairs).squeeze(-1).float().masked_fill(~mask, 0.0)
+        logits = None
+        if self.modality_head is not None:
+            logits = self.modality_head(pairs).float()
+        return scores, logits

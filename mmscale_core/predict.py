@@ -1,0 +1,94 @@
+"""Score any dataset in the release format with a trained run (``mmscale predict``).
+
+A run directory (written by ``mmscale_core.training.train``) is rebuilt
+exactly: the backbone from its registry name and kwargs, the LoRA adapter with
+``PeftModel.from_pretrained`` (standard peft format), the heads from
+``head.safetensors`` and the isotonic calibration from ``calibration.json``.
+The output has the columns of the run's own ``predictions.parquet``
+(scenario_id, image_id, split, score, calibrated_score, modality_pred), so the
+annotation app can compare annotators with a model on any data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from mmscale_core.data import Dataset, load_dataset
+from mmscale_core.errors import MmscaleError
+from mmscale_core.io import write_parquet
+from mmscale_core.training import (
+    ADAPTER_DIR, CALIBRATION_FILE, HEAD_FILE, PREDICTION_COLUMNS, TrainConfig, apply_calibration,
+    load_trainable_state, score_scenarios,
+)
+
+
+@dataclass
+class TrainedRun:
+    """A run loaded for inference: model (eval mode), its config and its calibration map."""
+
+    model: "torch.nn.Module"  # noqa: F821  (ScoringModel)
+    config: TrainConfig
+    calibration: dict[str, list[float]]
+    run_dir: Path
+
+
+def load_run(run_dir: str | os.PathLike) -> TrainedRun:
+    """Rebuild a finished run; a missing or unfinished run is a clear :class:`MmscaleError`."""
+    import torch
+    from safetensors.torch import load_file
+
+    from mmscale_core.models import load_backbone
+    from mmscale_core.models.heads import ScoringModel
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise MmscaleError(f"{run_dir}: no such run directory")
+    config = TrainConfig.load(run_dir)
+    needed = [HEAD_FILE, CALIBRATION_FILE] + ([ADAPTER_DIR] if config.tuning == "lora" else [])
+    absent = [name for name in needed if not (run_dir / name).exists()]
+    if absent:
+        raise MmscaleError(f"{run_dir}: the run has no {', '.join(absent)} (training did not finish; "
+                           f"continue it with: mmscale train --out {run_dir} --resume ...)")
+    torch.manual_seed(config.seed)
+    backbone = load_backbone(config.backbone, **config.backbone_kwargs)
+    if config.tuning == "lora":
+        from peft import PeftModel
+
+        backbone = PeftModel.from_pretrained(backbone, str(run_dir / ADAPTER_DIR))
+    model = ScoringModel(backbone, head_hidden=config.head_hidden, dropout=config.head_dropout,
+                         modality_head=config.uses_modality_head)
+    head = load_file(str(run_dir / HEAD_FILE))
+    head_names = {n for n, _ in model.named_parameters() if not n.startswith("backbone.")}
+    missing = sorted(head_names - set(head))
+    if missing:
+        raise MmscaleError(f"{run_dir / HEAD_FILE}: lacks {len(missing)} head tensor(s), e.g. {missing[0]}")
+    load_trainable_state(model, head, str(run_dir / HEAD_FILE))
+    calibration = json.loads((run_dir / CALIBRATION_FILE).read_text(encoding="utf-8"))
+    return TrainedRun(model.eval(), config, calibration, run_dir)
+
+
+def predict_dataset(run: TrainedRun, dataset: Dataset, *, lists_per_batch: int | None = None,
+                    progress: bool = True) -> pd.DataFrame:
+    """Predictions for every scenario of ``dataset`` (its given or derived split is kept)."""
+    frame = dataset.scenarios.reset_index(drop=True)
+    cfg = run.config
+    predictions = score_scenarios(run.model, dataset, frame, list_size=cfg.max_list_size,
+                                  lists_per_batch=lists_per_batch or cfg.predict_lists_per_batch,
+                                  max_image_side=cfg.max_image_side, progress=progress)
+    predictions["calibrated_score"] = apply_calibration(run.calibration, predictions["score"])
+    return predictions[list(PREDICTION_COLUMNS)]
+
+
+def predict_to_file(run_dir: str | os.PathLike, data_dir: str | os.PathLike, out: str | os.PathLike,
+                    *, progress: bool = True) -> pd.DataFrame:
+    """``mmscale predict``: validate the data first (cheap), then load the run and score."""
+    dataset = load_dataset(data_dir)
+    run = load_run(run_dir)
+    predictions = predict_dataset(run, dataset, progress=progress)
+    write_parquet(out, predictions)
+    return predictions

@@ -1,0 +1,156 @@
+"""``mmscale train`` and ``mmscale predict``.
+
+Settings come from, in increasing priority: ``TrainConfig``'s defaults (the
+paper's), a ``--config`` file (YAML or JSON mapping of ``TrainConfig`` fields,
+e.g. a profile's ``train`` block), then the flags given. torch and the models
+are imported only when a command runs, so other commands start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from mmscale_core.errors import MmscaleError
+
+# flag -> TrainConfig field (only the ones given on the command line override)
+_FIELD_FLAGS = (
+    "backbone", "objective", "aux_mse", "modality_weight", "tuning", "epochs", "lr", "head_lr", "weight_decay",
+    "lists_per_batch", "grad_accum", "max_list_size", "train_fraction", "head_hidden", "seed", "mixed_precision",
+    "torch_threads",
+)
+_BACKBONE_FLAGS = ("image_size", "max_length")  # -> backbone_kwargs
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _read_config_file(path: str) -> dict[str, Any]:
+    import yaml
+
+    file = Path(path)
+    if not file.is_file():
+        raise MmscaleError(f"{path}: config file not found")
+    try:
+        values = yaml.safe_load(file.read_text(encoding="utf-8")) or {}  # YAML is a superset of JSON
+    except yaml.YAMLError as err:
+        raise MmscaleError(f"{path}: not valid YAML/JSON: {err}") from None
+    if not isinstance(values, dict):
+        raise MmscaleError(f"{path}: expected a mapping of training settings")
+    return values
+
+
+def config_from_args(args: argparse.Namespace):
+    """The ``TrainConfig`` that the parsed flags describe."""
+    from mmscale_core.training import CONFIG_FILE, TrainConfig
+
+    values: dict[str, Any] = {}
+    saved = Path(args.out) / CONFIG_FILE
+    if args.resume and saved.is_file():  # start from the run's own settings; flags may only repeat them
+        values = TrainConfig.load(args.out).to_dict()
+        values.pop("dataset_hash")
+    if args.config:
+        values.update(_read_config_file(args.config))
+    if args.data is not None:
+        values["data"] = args.data
+    if "data" not in values:
+        raise MmscaleError("--data is required (except with --resume of an existing run)")
+    values["out"] = args.out
+    for name in _FIELD_FLAGS:
+        if getattr(args, name) is not None:
+            values[name] = getattr(args, name)
+    if args.modality_head:
+        values["modality_head"] = True
+    kwargs = dict(values.get("backbone_kwargs") or {})
+    for name in _BACKBONE_FLAGS:
+        if getattr(args, name) is not None:
+            kwargs[name] = getattr(args, name)
+    for pair in args.backbone_arg or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise MmscaleError(f"--backbone-arg expects KEY=VALUE, got {pair!r}")
+        kwargs[key.strip()] = _parse_value(value)
+    values["backbone_kwargs"] = kwargs
+    config = TrainConfig.from_dict(values)
+    config.validate()
+    return config
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from mmscale_core.training import METRICS_FILE, train
+
+    config = config_from_args(args)
+    run_dir = train(config, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
+    metrics = json.loads((run_dir / METRICS_FILE).read_text(encoding="utf-8"))
+    table = metrics.get("min_list_size_2", {})
+    shown = ", ".join(f"{name} {m['value']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}]"
+                      for name, m in table.items() if isinstance(m, dict) and m.get("value") is not None)
+    print(f"run written to {run_dir}")
+    if shown:
+        print(f"test ({metrics['split']}, lists >= 2): {shown}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from mmscale_core.predict import predict_to_file
+
+    predictions = predict_to_file(args.run, args.data, args.out, progress=not args.no_progress)
+    print(f"{len(predictions)} predictions written to {args.out}")
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train", help="fine-tune a backbone + scalar head with a listwise objective (paper Alg. 13)",
+        description="Train one run: LoRA (r=4, alpha=16, dropout 0.05) + MLP score head, AdamW, "
+                    "lists of 1-5 scenarios per image. Writes adapter/, head.safetensors, predictions.parquet, "
+                    "train_log.csv, metrics.json and a per-epoch checkpoint to --out. "
+                    "Multi-GPU / bf16: accelerate launch -m mmscale_core.cli train ... --mixed-precision bf16",
+    )
+    p.add_argument("--data", help="dataset directory (release format); with --resume, defaults to the run's")
+    p.add_argument("--out", required=True, help="run directory to write")
+    p.add_argument("--config", help="YAML/JSON file of training settings (TrainConfig fields)")
+    p.add_argument("--backbone", help="minilm-effnet (default), minilm-text, effnet-image, or a VLM name")
+    p.add_argument("--objective", help="lipo (default), lipo+mse, bpo, bce, pairwise, mse")
+    p.add_argument("--aux-mse", type=float, help="weight of the auxiliary MSE term")
+    p.add_argument("--modality-weight", type=float, help="> 0 trains a modality head with this loss weight")
+    p.add_argument("--modality-head", action="store_true", help="add a modality head even with weight 0")
+    p.add_argument("--tuning", choices=["lora", "frozen"], help="LoRA (default) or frozen encoder + heads")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--lr", type=float, help="learning rate of the LoRA weights (default 1e-4, the paper's)")
+    p.add_argument("--head-lr", type=float, help="learning rate of the heads and fusion (default: --lr)")
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--lists-per-batch", type=int, help="lists per micro-batch (padded; default 1)")
+    p.add_argument("--grad-accum", type=int, help="micro-batches per optimizer step")
+    p.add_argument("--max-list-size", type=int, help="m: scenarios per list (default 5)")
+    p.add_argument("--train-fraction", type=float, help="f: fraction of the training images (default 1)")
+    p.add_argument("--head-hidden", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"])
+    p.add_argument("--torch-threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--image-size", type=int, help="embedded image tower input size (default 224)")
+    p.add_argument("--max-length", type=int, help="embedded text tower max tokens (default 32)")
+    p.add_argument("--backbone-arg", action="append", metavar="KEY=VALUE",
+                   help="extra backbone factory argument (JSON value), repeatable")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last checkpoint, with its saved settings")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_train)
+
+    q = subparsers.add_parser(
+        "predict", help="score a dataset with a trained run",
+        description="Score every scenario of a dataset (release format) with a run from mmscale train; "
+                    "writes scenario_id, image_id, split, score, calibrated_score, modality_pred.",
+    )
+    q.add_argument("--run", required=True, help="run directory written by mmscale train")
+    q.add_argument("--data", required=True, help="dataset directory to score")
+    q.add_argument("--out", required=True, help="output parquet file")
+    q.add_argument("--no-progress", action="store_true", help="no progress bars")
+    q.set_defaults(func=_cmd_predict)

@@ -1,0 +1,181 @@
+"""Embedded CPU backbones: pretrained weights, LoRA placement, shared prefix == naive path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from mmscale_core.models._torchvision_compat import ensure_torchvision_importable  # noqa: E402
+
+ensure_torchvision_importable()  # before timm / peft import torchvision
+pytest.importorskip("timm")
+pytest.importorskip("peft")
+
+from PIL import Image  # noqa: E402
+
+from mmscale_core.models import load_backbone  # noqa: E402
+from mmscale_core.models.base import ListBatch  # noqa: E402
+from mmscale_core.models.embedded import (  # noqa: E402
+    TEXT_LORA_TARGETS, efficientnet_lite0_source_state_dict, imagenet_transform, load_efficientnet_lite0,
+    pair_state_dicts,
+)
+from mmscale_core.models.heads import MODALITY_LABELS, ScoringModel  # noqa: E402
+from mmscale_core.models.lora import apply_lora  # noqa: E402
+
+TABBY_CAT, ESPRESSO = 281, 967  # ImageNet-1k class ids
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small ops: one thread is faster and immune to a busy machine's oversubscription."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _photos():
+    skimage_data = pytest.importorskip("skimage.data")
+    return Image.fromarray(skimage_data.chelsea()), Image.fromarray(skimage_data.coffee())
+
+
+def _batch(size: int = 64) -> ListBatch:
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 255, (size + 10 * i, size, 3), dtype=np.uint8)) for i in range(3)]
+    texts = [
+        ["helping an old man cross the street", "stealing his wallet", "ignoring him"],
+        ["sharing a sandwich with a hungry child"],
+        ["shouting at the waiter", "leaving a generous tip"],
+    ]
+    return ListBatch.from_lists(images, texts)
+
+
+# --------------------------------------------------------------------------- pretrained weights
+
+def test_state_dict_pairing_matches_every_tensor_in_order():
+    import timm
+
+    source = efficientnet_lite0_source_state_dict()
+    target = timm.create_model("efficientnet_lite0", pretrained=False).state_dict()
+    real = [k for k in source if not k.endswith("num_batches_tracked")]
+    assert len(real) == 247 and len(source) == len(target) == 296
+    paired = pair_state_dicts(source, target)
+    assert list(paired) == list(target)
+    assert paired["conv_stem.weight"] is source["_conv_stem.weight"]
+    assert paired["classifier.weight"] is source["_fc.weight"]
+    assert paired["blocks.6.0.conv_pwl.weight"] is source["_blocks.15._project_conv.weight"]
+
+    with pytest.raises(ValueError, match="tensors"):
+        pair_state_dicts(dict(list(source.items())[:-1]), target)
+    swapped = dict(source)
+    swapped["_conv_stem.weight"] = torch.zeros(3, 3, 3, 32)
+    with pytest.raises(ValueError, match="does not fit"):
+        pair_state_dicts(swapped, target)
+
+
+def test_pretrained_effnet_classifies_package_photos():
+    """scikit-image's photos: Chelsea is a tabby cat (281), the coffee cup an espresso (967)."""
+    model = load_efficientnet_lite0()
+    transform = imagenet_transform(model, 224)
+    cat, coffee = _photos()
+    with torch.no_grad():
+        logits = model(torch.stack([transform(cat), transform(coffee)]))
+    assert logits.argmax(-1).tolist() == [TABBY_CAT, ESPRESSO]
+
+
+def test_text_tower_is_the_sentence_transformer():
+    """Mean-pooled, unit-norm MiniLM: paraphrases are far closer than unrelated sentences."""
+    backbone = load_backbone("minilm-text", max_length=32).eval()
+    with torch.no_grad():
+        emb = backbone.text(["a man is eating food", "a man eats a meal", "the stock market fell sharply"])
+    torch.testing.assert_close(emb.norm(dim=-1), torch.ones(3))
+    sims = emb @ emb.T
+    assert sims[0, 1] > 0.7 and sims[0, 2] < 0.3
+
+
+# --------------------------------------------------------------------------- LoRA and shared prefix
+
+@pytest.fixture(scope="module")
+def lora_backbone():
+    torch.manual_seed(0)
+    backbone = load_backbone("minilm-effnet", image_size=64, max_length=16)
+    model = apply_lora(backbone, backbone.lora_target_modules, modules_to_save=backbone.modules_to_save)
+    with torch.no_grad():  # LoRA's B starts at zero; make the adapters do something
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0.0, 0.05)
+    return model.eval()
+
+
+def test_lora_uses_paper_settings_on_qkvo_and_pointwise_convs(lora_backbone):
+    cfg = lora_backbone.peft_config["default"]
+    assert (cfg.r, cfg.lora_alpha, cfg.lora_dropout, cfg.bias) == (4, 16, 0.05, "none")
+    trainable = [n for n, p in lora_backbone.named_parameters() if p.requires_grad]
+    for layer in range(6):
+        for module in ("attention.self.query", "attention.self.key", "attention.self.value",
+                       "attention.output.dense"):
+            assert any(f"layer.{layer}.{module}.lora_A" in n for n in trainable), (layer, module)
+    assert not any("intermediate" in n or "output.dense" in n and "attention" not in n for n in trainable)
+    image_lora = [n for n in trainable if n.startswith("base_model.model.image.") and "lora_A" in n]
+    assert len(image_lora) == 2 * 5 + 1  # conv_pw + conv_pwl of 4 + 1 blocks, and conv_head
+    assert not any(".trunk." in n for n in trainable)
+    assert any(".fusion." in n for n in trainable)  # modules_to_save
+    assert set(TEXT_LORA_TARGETS) <= set(cfg.target_modules)
+
+
+def test_trunk_cache_is_bit_identical(lora_backbone):
+    tower = lora_backbone.base_model.model.image
+    images = _batch().images
+    fresh = tower.trunk_features(images, use_cache=False)
+    first = tower.trunk_features(images)
+    cached = tower.trunk_features(images)
+    assert torch.equal(fresh, first) and torch.equal(first, cached)
+
+
+def _grads(model, encode, batch, weights):
+    model.zero_grad(set_to_none=True)
+    out = encode(batch)
+    (out * weights).sum().backward()
+    return out.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_shared_prefix_equals_naive_in_values_and_gradients(lora_backbone):
+    batch = _batch()
+    weights = torch.randn(*batch.mask.shape, lora_backbone.hidden_size, generator=torch.Generator().manual_seed(1))
+    shared, g_shared = _grads(lora_backbone, lora_backbone.encode, batch, weights)
+    naive, g_naive = _grads(lora_backbone, lora_backbone.encode_naive, batch, weights)
+    assert shared.shape == (3, 3, 3 * 384)
+    assert torch.all(shared[~batch.mask] == 0)
+    torch.testing.assert_close(shared, naive, atol=1e-4, rtol=1e-4)
+    assert set(g_shared) == set(g_naive) and len(g_shared) > 50
+    assert any("image" in n for n in g_shared) and any("query" in n for n in g_shared)
+    for name in g_shared:  # relative to the tensor's scale: float32 sums of ~1e3 terms differ by order
+        scale = g_shared[name].abs().max().clamp_min(1e-6)
+        assert (g_shared[name] - g_naive[name]).abs().max() <= 1e-4 * scale, name
+
+
+@pytest.mark.parametrize("name, hidden", [("minilm-text", 384), ("effnet-image", 1280)])
+def test_single_tower_ablations(name, hidden):
+    backbone = load_backbone(name, image_size=64, max_length=16).eval()
+    batch = _batch()
+    with torch.no_grad():
+        shared, naive = backbone.encode(batch), backbone.encode_naive(batch)
+    assert backbone.hidden_size == hidden and shared.shape == (3, 3, hidden)
+    torch.testing.assert_close(shared, naive, atol=1e-4, rtol=1e-4)
+    if name == "effnet-image":  # the same image for every scenario: the list cannot be ordered
+        assert torch.equal(shared[0, 0], shared[0, 2])
+
+
+def test_scoring_model_scores_and_modality_logits(lora_backbone):
+    model = ScoringModel(lora_backbone, head_hidden=32, modality_head=True).eval()
+    batch = _batch()
+    with torch.no_grad():
+        scores, logits = model(batch)
+    assert scores.shape == (3, 3) and logits.shape == (3, 3, len(MODALITY_LABELS))
+    assert torch.all(scores[~batch.mask] == 0)
+    # the image changes the order within a list: the fused pair features interact
+    swapped = ListBatch.from_lists([batch.images[1], batch.images[0], batch.images[2]], batch.texts)
+    with torch.no_grad():
+        other, _ = model(swapped)
+    assert not torch.allclose(other[0], scores[0])

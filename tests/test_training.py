@@ -1,0 +1,203 @@
+"""The training loop: outputs, determinism, exact resume after a kill, data batching, CLI errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from mmscale_core.cli import main as cli_main  # noqa: E402
+from mmscale_core.data import load_dataset, write_dataset  # noqa: E402
+from mmscale_core.training import (  # noqa: E402
+    ADAPTER_DIR, CHECKPOINT_FILE, HEAD_FILE, PREDICTION_COLUMNS, TrainConfig, epoch_batches, make_lists,
+    select_training_images, train,
+)
+
+ACTIONS = ["helping a stranger", "stealing a wallet", "shouting at a child", "sharing food", "littering in the park"]
+BASE_SCORES = [5, 1, 2, 4, 2]
+
+
+def make_tiny_dataset(root: Path, n_images: int = 16, size: int = 40, seed: int = 0) -> Path:
+    """Red or blue images; red keeps each action's score, blue mirrors it (6 - s): image-grounded lists."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    records = []
+    for i in range(n_images):
+        red = i % 2 == 0
+        pixels = np.zeros((size, size, 3), np.uint8)
+        pixels[..., 0 if red else 2] = 200
+        Image.fromarray(pixels).save(root / "images" / f"img{i:03d}.png")
+        for j in rng.choice(len(ACTIONS), 2 + i % 3, replace=False):
+            truth = BASE_SCORES[j] if red else 6 - BASE_SCORES[j]
+            records.append(dict(
+                image_id=f"img{i:03d}", scenario_id=f"s{i:03d}_{j}", setting="a street", scenario=ACTIONS[j],
+                normbank_label=None, ratings=[int(np.clip(truth + d, 1, 5)) for d in rng.integers(-1, 2, 3)],
+                modalities=["image", "both", "image"], annotators=["a1", "a2", "a3"],
+                split="test" if i >= n_images - 4 else "train",
+            ))
+    write_dataset(pd.DataFrame(records), root)
+    return root
+
+
+def tiny_config(data: Path, out: Path, **overrides) -> TrainConfig:
+    values = dict(data=str(data), out=str(out), epochs=3, lists_per_batch=2, modality_weight=0.5,
+                  backbone_kwargs={"image_size": 64, "max_length": 12}, lr=1e-3, torch_threads=1)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    return make_tiny_dataset(tmp_path_factory.mktemp("tiny") / "data")
+
+
+@pytest.fixture(scope="module")
+def reference_run(tiny_data, tmp_path_factory) -> Path:
+    return train(tiny_config(tiny_data, tmp_path_factory.mktemp("runs") / "reference"), progress=False)
+
+
+def _predictions(run_dir: Path) -> pd.DataFrame:
+    return pd.read_parquet(run_dir / "predictions.parquet")
+
+
+# --------------------------------------------------------------------------- outputs
+
+def test_run_writes_every_output(reference_run, tiny_data):
+    for name in (ADAPTER_DIR, HEAD_FILE, "config.json", str(CHECKPOINT_FILE), "train_log.csv",
+                 "predictions.parquet", "metrics.json", "calibration.json"):
+        assert (reference_run / name).exists(), name
+    predictions = _predictions(reference_run)
+    frame = load_dataset(tiny_data).scenarios
+    assert list(predictions.columns) == list(PREDICTION_COLUMNS)
+    assert sorted(predictions["scenario_id"]) == sorted(frame["scenario_id"])
+    assert predictions["score"].notna().all()
+    assert predictions["calibrated_score"].between(1, 5).all()
+    assert set(predictions["modality_pred"]) <= {"text", "image", "both"}
+
+    log = pd.read_csv(reference_run / "train_log.csv")
+    assert list(log["epoch"].unique()) == [1, 2, 3] and log["step"].is_monotonic_increasing
+    assert {"loss_total", "loss_lipo", "loss_modality_ce"} <= set(log.columns)
+
+    metrics = json.loads((reference_run / "metrics.json").read_text())
+    ndcg = metrics["min_list_size_2"]["NDCG@5"]
+    assert metrics["split"] == "test" and ndcg["ci_low"] <= ndcg["value"] <= ndcg["ci_high"]
+    assert metrics["modality"]["n"] == int((predictions["split"] == "test").sum())
+    config = json.loads((reference_run / "config.json").read_text())
+    assert config["backbone"] == "minilm-effnet" and len(config["dataset_hash"]) == 64
+
+
+def test_training_learns_the_image_grounded_flip(reference_run):
+    """Red keeps an action's score, blue mirrors it: only the image tells which; train lists get ordered."""
+    predictions = _predictions(reference_run)
+    from mmscale_core.metrics import evaluate_lists
+
+    frame = load_dataset(json.loads((reference_run / "config.json").read_text())["data"]).scenarios
+    joined = predictions.rename(columns={"score": "pred"}).assign(score=frame.set_index("scenario_id").loc[
+        predictions["scenario_id"], "score"].to_numpy())
+    table = evaluate_lists(joined[joined["split"] == "train"], n_boot=200).set_index("metric")
+    assert table.loc["Kendall tau", "value"] > 0.3
+
+
+# --------------------------------------------------------------------------- determinism and resume
+
+def test_same_seed_gives_identical_predictions(reference_run, tiny_data, tmp_path):
+    again = train(tiny_config(tiny_data, tmp_path / "again"), progress=False)
+    pd.testing.assert_frame_equal(_predictions(again), _predictions(reference_run), check_exact=True)
+    other = train(tiny_config(tiny_data, tmp_path / "other", seed=1, epochs=1), progress=False)
+    assert not np.array_equal(_predictions(other)["score"], _predictions(reference_run)["score"])
+
+
+def test_resume_after_kill_matches_uninterrupted_run(reference_run, tiny_data, tmp_path):
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "mmscale_core.cli", "train", "--data", str(tiny_data), "--out", str(out),
+           "--epochs", "3", "--lists-per-batch", "2", "--modality-weight", "0.5", "--image-size", "64",
+           "--max-length", "12", "--lr", "1e-3", "--torch-threads", "1", "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = out / CHECKPOINT_FILE
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert checkpoint.exists(), "the run never wrote its first checkpoint"
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    assert state["epoch"] < 3 and not (out / "predictions.parquet").exists(), "the run finished before the kill"
+
+    assert cli_main(["train", "--out", str(out), "--resume", "--no-progress"]) == 0  # settings from the run
+    pd.testing.assert_frame_equal(_predictions(out), _predictions(reference_run), check_exact=True)
+    log = pd.read_csv(out / "train_log.csv")
+    assert list(log["epoch"].unique()) == [1, 2, 3]
+
+
+# --------------------------------------------------------------------------- data -> lists
+
+def test_lists_cover_every_scenario_once_within_the_cap(tiny_data):
+    frame = load_dataset(tiny_data).scenarios.reset_index(drop=True)
+    images = select_training_images(frame, 1.0, seed=0)
+    lists = make_lists(frame, images, 2, np.random.default_rng(0))
+    rows = sorted(r for item in lists for r in item.rows)
+    assert rows == sorted(np.flatnonzero(frame["split"] == "train"))
+    assert all(1 <= len(item.rows) <= 2 for item in lists)
+    assert all(set(frame["image_id"].iloc[list(item.rows)]) == {item.image_id} for item in lists)
+    # an image with 4 scenarios and m = 3 gives lists of 2 + 2, not 3 + 1
+    four = make_lists(frame, ["img002"], 3, np.random.default_rng(0))
+    assert [len(item.rows) for item in four] == [2, 2]
+
+
+def test_epoch_batches_depend_only_on_seed_and_epoch(tiny_data):
+    frame = load_dataset(tiny_data).scenarios.reset_index(drop=True)
+    config = tiny_config(tiny_data, tiny_data / "unused", lists_per_batch=3)
+    images = select_training_images(frame, 1.0, seed=0)
+    first = epoch_batches(frame, images, config, 0)
+    assert first == epoch_batches(frame, images, config, 0)
+    assert first != epoch_batches(frame, images, config, 1)
+    assert all(len(batch) <= 3 for batch in first)
+
+
+def test_train_fraction_selects_a_seeded_subset_of_training_images(tiny_data):
+    frame = load_dataset(tiny_data).scenarios
+    all_train = select_training_images(frame, 1.0, seed=0)
+    half = select_training_images(frame, 0.5, seed=0)
+    assert len(all_train) == 12 and len(half) == 6 and set(half) <= set(all_train)
+    assert half == select_training_images(frame, 0.5, seed=0) != select_training_images(frame, 0.5, seed=3)
+
+
+# --------------------------------------------------------------------------- CLI
+
+def test_cli_refuses_bad_input_without_traceback(reference_run, tiny_data, tmp_path, capsys):
+    assert cli_main(["train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "r")]) != 0
+    assert "no such dataset directory" in capsys.readouterr().err
+    assert cli_main(["train", "--data", str(tiny_data), "--out", str(reference_run)]) != 0
+    assert "--resume" in capsys.readouterr().err
+    assert cli_main(["train", "--data", str(tiny_data), "--out", str(reference_run), "--resume",
+                     "--epochs", "9", "--image-size", "64", "--max-length", "12"]) != 0
+    assert "config differs in: epochs" in capsys.readouterr().err
+    assert cli_main(["train", "--data", str(tiny_data), "--out", str(tmp_path / "r"), "--objective", "nope"]) != 0
+    assert "objective 'nope'" in capsys.readouterr().err
+
+
+def test_the_same_loop_trains_a_vlm_backbone(tiny_data, tmp_path, monkeypatch):
+    """The loop needs only the Backbone interface: a tiny random Qwen2-VL trains and predicts unchanged."""
+    tiny = pytest.importorskip("mmscale_core.models.tiny")
+    import mmscale_core.training as training
+
+    monkeypatch.setattr(training, "load_backbone", lambda name, **kwargs: tiny.tiny_backbone(name))
+    run = train(tiny_config(tiny_data, tmp_path / "vlm", backbone="qwen2-vl", backbone_kwargs={}, epochs=1),
+                progress=False)
+    predictions = _predictions(run)
+    assert predictions["score"].notna().all() and predictions["score"].nunique() > 1
+    assert (run / ADAPTER_DIR / "adapter_config.json").is_file()
+    adapter = json.loads((run / ADAPTER_DIR / "adapter_config.json").read_text())
+    assert {"q_proj", "k_proj", "v_proj", "o_proj"} <= set(adapter["target_modules"])
