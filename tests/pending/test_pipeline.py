@@ -1,0 +1,152 @@
+# PENDING (issue 6): never run to completion yet; excluded from make test via --ignore=tests/pending
+# in pyproject.toml until the smoke pipeline passes end to end. Move to tests/ when it does.
+"""The whole reproduction, end to end, on the smoke profile: `dvc repro` in a temporary copy.
+
+Checks every figure, table, metrics file and report page the pipeline promises, that the
+numbers are finite and in range, that a second `dvc repro` has nothing to do, that one
+figure's parameter invalidates only its notebook, and that the built site reads well in
+headless Chromium.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+import sys as _sys
+_sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from site_check import check_site  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+FIGURES = {
+    "01_data_stats": ["fig5_ratings_by_modality", "list_sizes"],
+    "02_modality_shifts": ["table2_shifts", "fig6a_extreme_shifts", "fig6b_directional_shifts"],
+    "04_table3": ["table3_paper_vs_companion", "table3_forest"],
+    "05_ablations": ["fig8a_list_size", "fig8b_train_fraction"],
+    "06_calibration": ["fig9a_reliability", "fig9b_ece"],
+    "07_vg_validation": ["fig3_real_vs_synthetic"],
+}
+TABLES = {
+    "01_data_stats": ["table1_summary", "quality_control", "agreement"],
+    "02_modality_shifts": ["table2_shifts", "table6_divergent", "fig6a_extreme_shifts", "fig6b_directional_shifts",
+                           "shift_regression", "reinforce_contradict"],
+    "04_table3": ["headline", "table3_companion", "table3_companion_all_lists", "table3_paper_vs_companion",
+                  "table3_paired_tests", "table4", "table3_modality_ablation"],
+    "05_ablations": ["fig8_ablations"],
+    "06_calibration": ["fig9b_ece", "table5_modality"],
+    "07_vg_validation": ["fig3_metrics_by_image_style", "fig3_deltas"],
+    "08_paper_audit": ["contradictions", "chance_levels", "table5_majority_check"],
+}
+NOTEBOOKS = ["01_data_stats", "02_modality_shifts", "04_table3", "05_ablations", "06_calibration",
+             "07_vg_validation", "08_paper_audit"]
+
+
+def sh(cmd: list[str], cwd: Path) -> str:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.fail(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def smoke_project(tmp_path_factory) -> Path:
+    """A copy of the project (what git would commit) with `profile: smoke`, after `dvc repro`."""
+    work = tmp_path_factory.mktemp("pipeline") / "project"
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout.split("\0")
+    for name in filter(None, files):
+        src = REPO / name
+        if src.is_file():
+            (work / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, work / name)
+    params = (work / "params.yaml").read_text()
+    (work / "params.yaml").write_text(params.replace("\nprofile: default\n", "\nprofile: smoke\n", 1))
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid"]
+    sh(["git", "init", "-q"], work)
+    sh(git + ["add", "-A"], work)
+    sh(git + ["commit", "-qm", "snapshot"], work)
+    sh(["dvc", "repro"], work)
+    return work
+
+
+@pytest.mark.slow
+def test_every_figure_table_and_page_exists(smoke_project):
+    missing = []
+    for nb, names in FIGURES.items():
+        missing += [f"figures/{nb}/{n}.{ext}" for n in names for ext in ("png", "svg")
+                    if not (smoke_project / "figures" / nb / f"{n}.{ext}").is_file()]
+    for nb, names in TABLES.items():
+        missing += [f"tables/{nb}/{n}.{ext}" for n in names for ext in ("csv", "md")
+                    if not (smoke_project / "tables" / nb / f"{n}.{ext}").is_file()]
+    missing += [f"reports/notebooks/{nb}.ipynb" for nb in NOTEBOOKS
+                if not (smoke_project / "reports" / "notebooks" / f"{nb}.ipynb").is_file()]
+    for name in ("reports/metrics/table3.json", "reports/plots/fig8a_list_size.csv",
+                 "reports/plots/fig8b_train_fraction.csv", "reports/plots/fig9a_reliability.csv"):
+        if not (smoke_project / name).is_file():
+            missing.append(name)
+    assert not missing, f"missing outputs: {missing}"
+
+
+@pytest.mark.slow
+def test_every_table_says_where_its_numbers_come_from(smoke_project):
+    for csv in (smoke_project / "tables").rglob("*.csv"):
+        frame = pd.read_csv(csv)
+        assert "source" in frame.columns, csv
+        assert frame["source"].notna().all(), csv
+
+
+@pytest.mark.slow
+def test_table3_numbers_are_finite_and_in_range(smoke_project):
+    table = pd.read_csv(smoke_project / "tables" / "04_table3" / "table3_companion.csv")
+    assert set(table["objective"]) == {"lipo", "bpo", "bce", "lipo+mse"}
+    for metric, low in (("NDCG@5", 0), ("MRR", 0), ("Unsafe Rate", 0), ("AUC-Safety", 0), ("Kendall tau", -1)):
+        rows = table[table["metric"] == metric]
+        for col in ("value", "ci_low", "ci_high", "chance", "oracle"):
+            values = rows[col].to_numpy(dtype=float)
+            assert np.isfinite(values).all() and (values >= low).all() and (values <= 1).all(), (metric, col, values)
+        assert (rows["ci_low"] <= rows["value"] + 1e-9).all() and (rows["value"] <= rows["ci_high"] + 1e-9).all()
+    metrics = json.loads((smoke_project / "reports" / "metrics" / "table3.json").read_text())
+    assert "minilm-effnet/lipo" in metrics and "NDCG@5 chance" in metrics["minilm-effnet/lipo"]
+    shown = sh(["dvc", "metrics", "show"], smoke_project)
+    assert "NDCG@5" in shown
+
+
+@pytest.mark.slow
+def test_second_repro_does_nothing_and_one_parameter_reruns_one_notebook(smoke_project):
+    status = json.loads(sh(["dvc", "status", "--json"], smoke_project) or "{}")
+    assert status == {}, status
+    params = yaml.safe_load((smoke_project / "params.yaml").read_text())
+    text = (smoke_project / "params.yaml").read_text()
+    original = f"reliability_bins: {params['figures']['reliability_bins']}"
+    (smoke_project / "params.yaml").write_text(text.replace(original, "reliability_bins: 7", 1))
+    try:
+        status = json.loads(sh(["dvc", "status", "--json"], smoke_project) or "{}")
+        assert set(status) == {"calibration"}, status
+    finally:
+        (smoke_project / "params.yaml").write_text(text)
+
+
+@pytest.mark.slow
+def test_report_site_in_headless_chromium(smoke_project, tmp_path):
+    sh([str(BIN / "mmscale"), "site", "--strict", "--fallback"], smoke_project)
+    site = smoke_project / "_site"
+    pages = {p.relative_to(site).as_posix() for p in site.rglob("*.html")}
+    expected = {"index.html"} | {f"reports/notebooks/{nb}.html" for nb in NOTEBOOKS}
+    assert expected <= pages, expected - pages
+    shot = REPO / "reports" / "screenshots" / "index.png"
+    stats = check_site(site, shot)
+    assert stats["images"] >= sum(len(v) for v in FIGURES.values())
+    index = (site / "index.html").read_text()
+    assert "chance" in index and "paper (mean of 4 VLMs)" in index
