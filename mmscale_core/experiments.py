@@ -36,7 +36,8 @@ def training_config(params_file: str | Path, profile_name: str | None, *, run_di
     """A ``TrainConfig`` from ``profiles.<profile>.training`` plus this run's own settings.
 
     ``backbone`` defaults to the first of ``train_matrix.backbone`` (the main
-    backbone, used by the ablations).
+    backbone, used by the ablations); an override given as None keeps the
+    profile's value (a notebook parameter left at None).
     """
     from mmscale_core.training import TrainConfig
 
@@ -44,7 +45,7 @@ def training_config(params_file: str | Path, profile_name: str | None, *, run_di
     profile = load_profile(params_file, profile_name)
     if backbone is None:
         backbone = params.get("train_matrix", {}).get("backbone", ["minilm-effnet"])[0]
-    values = {**(profile.get("training") or {}), **overrides}
+    values = {**(profile.get("training") or {}), **{k: v for k, v in overrides.items() if v is not None}}
     return TrainConfig.from_dict({**values, "data": str(data_dir), "out": str(run_dir),
                                   "backbone": backbone, "objective": objective, "seed": int(seed)})
 
@@ -88,6 +89,25 @@ def run_predictions(runs: pd.DataFrame, scenarios: pd.DataFrame, split: str | No
         if "modality_pred" in preds.columns:
             frame[f"modality:{run.run}"] = preds.loc[frame["scenario_id"], "modality_pred"].to_numpy()
     return frame
+
+
+def ablation_runs(ablations_root: str | Path, main_root: str | Path) -> tuple[pd.DataFrame, int, float]:
+    """Fig. 8's runs: the ablations plus the main lipo run (seed 0), and the main run's (m, f).
+
+    The main run is each curve's shared point: Fig. 8a varies m at the main
+    run's training fraction, Fig. 8b varies f at its list size. An ablation
+    run with the main run's own settings (the default profile trains on a
+    quarter of the images, one of the fractions ablated) is the same
+    computation and is left out.
+    """
+    ablation = collect_runs(ablations_root)
+    main = collect_runs(main_root)
+    main = main[(main["objective"] == "lipo") & (main["seed"] == 0)].iloc[:1]
+    if main.empty:
+        raise MmscaleError(f"{main_root}: no lipo run with seed 0 (the ablations' reference point)")
+    m, f = int(main["max_list_size"].iloc[0]), float(main["train_fraction"].iloc[0])
+    same = (ablation["max_list_size"] == m) & (ablation["train_fraction"] == f)
+    return pd.concat([ablation[~same], main], ignore_index=True), m, f
 
 
 def evaluate_runs(runs: pd.DataFrame, frame: pd.DataFrame, group_by: tuple[str, ...] = ("backbone", "objective"),
@@ -175,6 +195,37 @@ def modality_ablation(runs: pd.DataFrame, frame: pd.DataFrame, **evaluate_kwargs
             continue
         table = evaluate_runs(runs, part, group_by=("backbone",), **evaluate_kwargs)
         tables.append(table.assign(lists="all lists" if subset == "all" else f"lists with a {subset}-grounded scenario"))
+    return pd.concat(tables, ignore_index=True)
+
+
+def compare_modalities(runs: pd.DataFrame, frame: pd.DataFrame, reference: str = "minilm-effnet",
+                       **compare_kwargs: Any) -> pd.DataFrame:
+    """Paired tests of the ``reference`` backbone (both towers) against the single-tower ablations.
+
+    The question Table 3's modality rows answer: does seeing the image help
+    rank a list? Tested on all lists and on the lists with a text-, image- or
+    both-grounded scenario (same subsets as :func:`modality_ablation`); seeds
+    of a backbone are averaged. Only the ``lipo`` runs take part.
+    """
+    from mmscale_core.metrics import compare
+
+    lipo = runs[runs["objective"] == "lipo"]
+    by_backbone = {b: tuple(f"pred:{r}" for r in g["run"]) for b, g in lipo.groupby("backbone", sort=False)}
+    if reference not in by_backbone or len(by_backbone) < 2:
+        raise MmscaleError(f"need lipo runs of {reference!r} and of another backbone, have {sorted(by_backbone)}")
+    others = [cols for b, cols in by_backbone.items() if b != reference]
+    scale = {f"pred:{r}": f"scale:{r}" for r in lipo["run"]}
+    names = {cols[0]: b for b, cols in by_backbone.items()}
+    tables = []
+    for subset in ("all", "text", "image", "both"):
+        part = frame if subset == "all" else lists_with(frame, subset)
+        if part["image_id"].nunique() < 2:
+            continue
+        table = compare(part, by_backbone[reference], *others, scale_cols=scale, **compare_kwargs)
+        table["reference"] = table["reference"].map(names)
+        table["other"] = table["other"].map(names)
+        table.insert(0, "lists", "all lists" if subset == "all" else f"lists with a {subset}-grounded scenario")
+        tables.append(table)
     return pd.concat(tables, ignore_index=True)
 
 

@@ -1,4 +1,4 @@
-"""Pipeline stages that are commands rather than notebooks (``mmscale data``).
+"""Pipeline stages that are commands rather than notebooks (``mmscale data``, ``mmscale features``).
 
 The data stage makes ``data/dataset/`` for every profile, so later stages read
 one path: the simulator writes it for ``simulate`` profiles; for a real
@@ -42,10 +42,46 @@ def prepare_data(profile: dict, out: str | Path) -> Path:
     return out
 
 
+EMBEDDED_BACKBONES = ("minilm-effnet", "minilm-text", "effnet-image")
+
+
+def prepare_features(params_file: str | Path, profile: dict, data_dir: str | Path, out: str | Path) -> Path:
+    """The profile's feature store (``mmscale_core.models.feature_store``) at ``out``.
+
+    Only the embedded backbones have frozen towers to share; when the training
+    matrix and the modality ablation name none (the paper profile's VLMs) ``out`` holds just a note.
+    """
+    from mmscale_core.io import write_json
+    from mmscale_core.params import load_params
+
+    params = load_params(params_file)
+    backbones = [*params.get("train_matrix", {}).get("backbone", []),
+                 *params.get("modality_ablation", {}).get("backbone", [])]
+    training = profile.get("training") or {}
+    out = Path(out)
+    if not any(name in EMBEDDED_BACKBONES for name in backbones):
+        if out.exists():
+            shutil.rmtree(out)
+        out.mkdir(parents=True)
+        write_json(out / "unused.json", {"reason": f"no embedded backbone in train_matrix ({backbones})"})
+        return out
+    from mmscale_core.models.feature_store import build_feature_store
+
+    return build_feature_store(data_dir, out, training.get("backbone_kwargs") or {},
+                               int(training.get("max_image_side", 336)))
+
+
 def _cmd_data(args: argparse.Namespace) -> int:
     profile = load_profile(args.params, args.profile)
     out = prepare_data(profile, args.out)
     print(format_summary(load_dataset(out, decode_images=False).summary()))
+    return 0
+
+
+def _cmd_features(args: argparse.Namespace) -> int:
+    profile = load_profile(args.params, args.profile)
+    out = prepare_features(args.params, profile, args.data, args.out)
+    print(f"feature store: {out}")
     return 0
 
 
@@ -55,3 +91,10 @@ def register(subparsers) -> None:
     p.add_argument("--profile", default=None, help="override the profile named in params.yaml")
     p.add_argument("--out", default="data/dataset")
     p.set_defaults(func=_cmd_data)
+
+    p = subparsers.add_parser("features", help="pipeline stage: frozen-tower features shared by the training runs")
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--profile", default=None, help="override the profile named in params.yaml")
+    p.add_argument("--data", default="data/dataset")
+    p.add_argument("--out", default="data/features")
+    p.set_defaults(func=_cmd_features)

@@ -111,6 +111,9 @@ def metric_curves(frame: pd.DataFrame, x: str, title: str, xlabel: str,
             ch = sub.groupby(x)["chance"].mean().sort_index()
             ax.plot(ch.index, ch.values, ls="--", color="0.4", lw=1, label="chance")
         ax.set(title=name, xlabel=xlabel, ylabel=name)
+        values = pd.to_numeric(sub[x], errors="coerce").dropna().unique()
+        if len(values) and (values == values.round()).all():  # list sizes: ticks at the sizes, not 1.5
+            ax.set_xticks(sorted(values))
         ax.legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()

@@ -23,7 +23,7 @@ from mmscale_core.errors import MmscaleError
 from mmscale_core.io import write_parquet
 from mmscale_core.training import (
     ADAPTER_DIR, CALIBRATION_FILE, HEAD_FILE, PREDICTION_COLUMNS, TrainConfig, apply_calibration,
-    load_trainable_state, score_scenarios,
+    attach_feature_store, load_trainable_state, score_scenarios, uses_lora,
 )
 
 
@@ -49,14 +49,16 @@ def load_run(run_dir: str | os.PathLike) -> TrainedRun:
     if not run_dir.is_dir():
         raise MmscaleError(f"{run_dir}: no such run directory")
     config = TrainConfig.load(run_dir)
-    needed = [HEAD_FILE, CALIBRATION_FILE] + ([ADAPTER_DIR] if config.tuning == "lora" else [])
+    torch.manual_seed(config.seed)
+    backbone = load_backbone(config.backbone, **config.backbone_kwargs)
+    attach_feature_store(backbone, config)
+    lora = uses_lora(config, backbone)
+    needed = [HEAD_FILE, CALIBRATION_FILE] + ([ADAPTER_DIR] if lora else [])
     absent = [name for name in needed if not (run_dir / name).exists()]
     if absent:
         raise MmscaleError(f"{run_dir}: the run has no {', '.join(absent)} (training did not finish; "
                            f"continue it with: mmscale train --out {run_dir} --resume ...)")
-    torch.manual_seed(config.seed)
-    backbone = load_backbone(config.backbone, **config.backbone_kwargs)
-    if config.tuning == "lora":
+    if lora:
         from peft import PeftModel
 
         backbone = PeftModel.from_pretrained(backbone, str(run_dir / ADAPTER_DIR))

@@ -21,7 +21,7 @@ One run = one ``TrainConfig``. The steps, in the order the code runs them:
    backbone modules such as the fusion projection), ``head.safetensors``,
    ``predictions.parquet`` (scenario_id, image_id, split, score = raw head
    output, calibrated_score = isotonic map to 1-5 fitted on the train split,
-   modality_pred), ``calibration.json``, ``train_log.csv``, ``metrics.json``
+   modality_pred; the held-out scenarios and those of the images trained on), ``calibration.json``, ``train_log.csv``, ``metrics.json``
    (``evaluate_lists`` on the test split, with CIs, chance and oracle).
 
 The loop uses only the ``Backbone`` interface (plus two optional hooks:
@@ -72,7 +72,7 @@ from tqdm.auto import tqdm  # noqa: E402
 from mmscale_core.data import Dataset, load_dataset  # noqa: E402
 from mmscale_core.losses import OBJECTIVES, make_objective  # noqa: E402
 from mmscale_core.models import BACKBONES, load_backbone  # noqa: E402
-from mmscale_core.models.base import ListBatch, resize_max_side  # noqa: E402
+from mmscale_core.models.base import KeyedImage, ListBatch, resize_max_side  # noqa: E402
 from mmscale_core.models.heads import MODALITY_LABELS, ScoringModel  # noqa: E402
 
 CONFIG_FILE = "config.json"
@@ -118,6 +118,7 @@ class TrainConfig:
     seed: int = 0
     mixed_precision: str = "no"                 # "no", "bf16", "fp16" (accelerate)
     torch_threads: int = 0                      # CPU threads for torch; 0 keeps torch's default
+    feature_store: str = ""                     # frozen-tower features shared by runs (``mmscale features``)
     dataset_hash: str = ""                      # filled in by ``train``
 
     def validate(self) -> None:
@@ -224,13 +225,22 @@ def epoch_batches(frame: pd.DataFrame, image_ids: list[str], config: TrainConfig
 
 
 class ImageLoader:
-    """Dataset images as RGB, downscaled to the paper's cap; the last ones kept (lists revisit images)."""
+    """Dataset images as RGB, downscaled to the paper's cap; the last ones kept (lists revisit images).
 
-    def __init__(self, dataset: Dataset, max_side: int, keep: int = 256):
-        self.dataset, self.max_side, self.keep = dataset, max_side, keep
+    ``lazy=True`` (backbones with an image cache) gives :class:`KeyedImage`
+    handles instead, decoded by the backbone only when its cache misses.
+    """
+
+    def __init__(self, dataset: Dataset, max_side: int, keep: int = 256, lazy: bool = False):
+        self.dataset, self.max_side, self.keep, self.lazy = dataset, max_side, keep, lazy
         self._recent: dict[str, Any] = {}
+        self._keyed: dict[str, KeyedImage] = {}
 
     def __call__(self, image_id: str):
+        if self.lazy:
+            if image_id not in self._keyed:
+                self._keyed[image_id] = KeyedImage(self.dataset.image_path(image_id), self.max_side)
+            return self._keyed[image_id]
         image = self._recent.pop(image_id, None)
         if image is None:
             image = resize_max_side(self.dataset.load_image(image_id), self.max_side)
@@ -240,34 +250,42 @@ class ImageLoader:
         return image
 
 
-def warm_image_cache(model: ScoringModel, image_ids, images: ImageLoader, progress: bool = True) -> None:
-    """Let a backbone with a cached frozen image trunk (``warm_cache``) see every image up front.
+def has_image_cache(model: ScoringModel) -> bool:
+    """Whether the backbone caches image features (then it takes :class:`KeyedImage` handles)."""
+    return hasattr(model.backbone, "warm_cache")
 
-    Sorted ids and fixed batches make the cached features the same in every
-    process that uses the same images (a resumed run, ``mmscale predict``).
-    Backbones without the method (the VLMs) are left alone.
+
+def warm_caches(model: ScoringModel, frame: pd.DataFrame, images: ImageLoader, progress: bool = True) -> None:
+    """Let a backbone with cached frozen towers (``warm_cache``, ``warm_text_cache``) see all inputs up front.
+
+    Sorted inputs and fixed batches make the cached features the same in every
+    process that uses the same data (a resumed run, ``mmscale predict``, the
+    feature store). Backbones without the methods (the VLMs) are left alone.
     """
+    warm_text = getattr(model.backbone, "warm_text_cache", None)
+    if warm_text is not None:
+        warm_text(frame["scenario"])
     warm = getattr(model.backbone, "warm_cache", None)
     if warm is None:
         return
-    ids = sorted(set(image_ids))
+    ids = sorted(set(frame["image_id"]))
     warm(images(i) for i in tqdm(ids, desc="image features", unit="img", disable=not progress, leave=False))
 
 
 def collate(lists: list[ScenarioList], frame: pd.DataFrame,
             images: ImageLoader) -> tuple[ListBatch, torch.Tensor, torch.Tensor]:
     """Padded ``ListBatch`` + targets (B, n_max) human scores + modality class ids (-1 in padding)."""
-    batch = ListBatch.from_lists(
-        [images(item.image_id) for item in lists],
-        [frame["scenario"].iloc[list(item.rows)].tolist() for item in lists],
-    )
+    scenario = frame["scenario"].to_numpy()
+    score = frame["score"].to_numpy(dtype=np.float32)
+    label_index = {label: i for i, label in enumerate(MODALITY_LABELS)}
+    batch = ListBatch.from_lists([images(item.image_id) for item in lists],
+                                 [scenario[list(item.rows)].tolist() for item in lists])
     targets = torch.zeros(batch.mask.shape, dtype=torch.float32)
     modality = torch.full(batch.mask.shape, -1, dtype=torch.long)
-    label_index = {label: i for i, label in enumerate(MODALITY_LABELS)}
     for b, item in enumerate(lists):
-        rows = frame.iloc[list(item.rows)]
-        targets[b, : len(rows)] = torch.tensor(rows["score"].to_numpy(dtype=np.float32))
-        modality[b, : len(rows)] = torch.tensor([label_index[m] for m in rows["modality"]])
+        rows = list(item.rows)
+        targets[b, : len(rows)] = torch.from_numpy(score[rows])
+        modality[b, : len(rows)] = torch.tensor([label_index.get(m, -1) for m in frame["modality"].to_numpy()[rows]])
     return batch, targets, modality
 
 
@@ -277,8 +295,9 @@ def build_model(config: TrainConfig) -> ScoringModel:
     """Backbone (+ LoRA with the paper's settings, or frozen) + heads. Seeds torch first."""
     torch.manual_seed(config.seed)
     backbone = load_backbone(config.backbone, **config.backbone_kwargs)
+    attach_feature_store(backbone, config)
     extra = list(getattr(backbone, "modules_to_save", []) or [])  # backbone parts trained in full
-    if config.tuning == "lora":
+    if uses_lora(config, backbone):
         from mmscale_core.models.lora import apply_lora
 
         backbone = apply_lora(backbone, backbone.lora_target_modules, modules_to_save=extra or None)
@@ -288,6 +307,27 @@ def build_model(config: TrainConfig) -> ScoringModel:
             backbone.get_submodule(name).requires_grad_(True)
     return ScoringModel(backbone, head_hidden=config.head_hidden, dropout=config.head_dropout,
                         modality_head=config.uses_modality_head)
+
+
+def attach_feature_store(backbone, config: TrainConfig) -> None:
+    """Fill the backbone's frozen-tower caches from ``config.feature_store`` when there is one.
+
+    The store is only a cache: a missing one is skipped (the towers compute
+    their features themselves), one built with other settings is an error.
+    """
+    if not config.feature_store or not hasattr(backbone, "warm_cache"):
+        return
+    if not Path(config.feature_store).is_dir():
+        print(f"feature store {config.feature_store} not found: computing features in this run")
+        return
+    from mmscale_core.models.feature_store import load_feature_store
+
+    load_feature_store(config.feature_store, backbone, config.backbone_kwargs, config.max_image_side)
+
+
+def uses_lora(config: TrainConfig, backbone) -> bool:
+    """LoRA unless the run is frozen or the backbone has nothing to put it on (a fully frozen text tower)."""
+    return config.tuning == "lora" and bool(backbone.lora_target_modules)
 
 
 def parameter_groups(model: ScoringModel, config: TrainConfig) -> list[dict[str, Any]]:
@@ -370,8 +410,8 @@ def score_scenarios(model: ScoringModel, dataset: Dataset, frame: pd.DataFrame, 
     lists = make_lists(frame, sorted(frame["image_id"].unique()), list_size)
     scores = np.full(len(frame), np.nan)
     modality = np.full(len(frame), None, dtype=object)
-    images = ImageLoader(dataset, max_image_side)
-    warm_image_cache(model, frame["image_id"], images, progress)
+    images = ImageLoader(dataset, max_image_side, lazy=has_image_cache(model))
+    warm_caches(model, frame, images, progress)
     batches = [lists[i:i + lists_per_batch] for i in range(0, len(lists), lists_per_batch)]
     for group in tqdm(batches, desc="predict", unit="batch", disable=not progress, leave=False):
         batch, _, _ = collate(group, frame, images)
@@ -446,7 +486,7 @@ def save_model_outputs(model: ScoringModel, config: TrainConfig, run_dir: Path) 
     from safetensors.torch import save_file
 
     adapter_names: set[str] = set()
-    if config.tuning == "lora":
+    if hasattr(model.backbone, "peft_config"):
         tmp = run_dir / (ADAPTER_DIR + ".tmp")
         if tmp.exists():
             shutil.rmtree(tmp)
@@ -496,7 +536,8 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     config.validate()
     if config.torch_threads > 0:
         torch.set_num_threads(config.torch_threads)
-    dataset = load_dataset(config.data)
+    # with a feature store every image was decoded (and so checked) when the store was built
+    dataset = load_dataset(config.data, decode_images=not config.feature_store)
     config = dataclasses.replace(config, dataset_hash=dataset_fingerprint(dataset))
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
     accelerator = Accelerator(
@@ -536,9 +577,9 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
         restore_rng_state(resumed_rng, loss_generator)
 
     # ---- 6. the loop
-    images = ImageLoader(dataset, config.max_image_side)
-    warm_image_cache(accelerator.unwrap_model(model), frame["image_id"], images,
-                     progress and accelerator.is_local_main_process)
+    images = ImageLoader(dataset, config.max_image_side, lazy=has_image_cache(accelerator.unwrap_model(model)))
+    warm_caches(accelerator.unwrap_model(model), frame[frame["image_id"].isin(set(train_images))], images,
+                progress and accelerator.is_local_main_process)
     started = time.perf_counter() - (log_rows[-1]["seconds"] if log_rows else 0.0)  # resumed: continue the clock
     for epoch in range(start_epoch, config.epochs):
         batches = epoch_batches(frame, train_images, config, epoch)
@@ -598,10 +639,21 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
 
     # ---- 8. outputs (main process; prediction on the unwrapped model needs no collectives)
     if accelerator.is_main_process:
-        write_run_outputs(accelerator.unwrap_model(model), config, dataset, frame, run_dir, log_rows,
-                          autocast=accelerator.autocast, progress=progress)
+        write_run_outputs(accelerator.unwrap_model(model), config, dataset, prediction_rows(frame, train_images),
+                          run_dir, log_rows, autocast=accelerator.autocast, progress=progress)
     accelerator.wait_for_everyone()
     return run_dir
+
+
+def prediction_rows(frame: pd.DataFrame, train_images: list[str]) -> pd.DataFrame:
+    """What a run predicts: every held-out scenario and those of the images it trained on.
+
+    The calibration map is fitted on the latter; training images the run never
+    saw (``train_fraction`` < 1) would cost prediction time and tell nothing.
+    ``mmscale predict`` scores a whole dataset.
+    """
+    keep = (frame["split"] != "train").to_numpy() | frame["image_id"].isin(set(train_images)).to_numpy()
+    return frame[keep].reset_index(drop=True)
 
 
 def write_run_outputs(model: ScoringModel, config: TrainConfig, dataset: Dataset, frame: pd.DataFrame,

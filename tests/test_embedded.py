@@ -14,6 +14,7 @@ pytest.importorskip("peft")
 
 from PIL import Image  # noqa: E402
 
+from mmscale_core.errors import MmscaleError  # noqa: E402
 from mmscale_core.models import load_backbone  # noqa: E402
 from mmscale_core.models.base import ListBatch  # noqa: E402
 from mmscale_core.models.embedded import (  # noqa: E402
@@ -121,7 +122,26 @@ def test_lora_uses_paper_settings_on_qkvo_and_pointwise_convs(lora_backbone):
     assert len(image_lora) == 2 * 5 + 1  # conv_pw + conv_pwl of 4 + 1 blocks, and conv_head
     assert not any(".trunk." in n for n in trainable)
     assert any(".fusion." in n for n in trainable)  # modules_to_save
-    assert set(TEXT_LORA_TARGETS) <= set(cfg.target_modules)
+    assert len(TEXT_LORA_TARGETS) == 4  # q, k, v, o: checked on every layer above
+
+
+def test_text_lora_on_top_layers_only_and_a_frozen_tower_is_cached():
+    """text_tuned_layers=k: LoRA on the top k layers; k=0: frozen, embeddings cached and equal to fresh ones."""
+    top = load_backbone("minilm-text", max_length=16, text_tuned_layers=2)
+    assert {t.split(".layer.")[1].split(".")[0] for t in top.lora_target_modules} == {"4", "5"}
+    model = apply_lora(top, top.lora_target_modules)
+    tuned = {n.split(".layer.")[1].split(".")[0] for n, p in model.named_parameters() if p.requires_grad}
+    assert tuned == {"4", "5"}
+    frozen = load_backbone("minilm-text", max_length=16, text_tuned_layers=0).eval()
+    assert frozen.lora_target_modules == [] and not any(p.requires_grad for p in frozen.parameters())
+    texts = [s for group in _batch().texts for s in group]
+    assert frozen.warm_text_cache(texts) == len(set(texts))
+    assert frozen.warm_text_cache(texts) == 0  # already cached
+    cached = frozen.text(texts)
+    fresh = frozen.text(texts, use_cache=False)
+    torch.testing.assert_close(cached, fresh, rtol=1e-5, atol=1e-6)  # batch padding differs: float rounding only
+    with pytest.raises(MmscaleError, match="text_tuned_layers"):
+        load_backbone("minilm-text", text_tuned_layers=7)
 
 
 def test_trunk_cache_is_bit_identical(lora_backbone):

@@ -60,6 +60,9 @@ def test_training_config_merges_profile_and_cell():
                                          max_list_size=3)
     assert (config.backbone, config.objective, config.seed, config.max_list_size) == ("minilm-effnet", "bpo", 2, 3)
     assert config.epochs == 1 and config.out == "runs/x"
+    default = experiments.training_config(REPO / "params.yaml", "default", run_dir="runs/x",
+                                          train_fraction=None, max_list_size=None)
+    assert default.train_fraction == 0.25 and default.max_list_size == 5  # None keeps the profile's
 
 
 def test_run_predictions_uses_raw_for_ranking_and_calibrated_scale_for_safety(runs_and_frame):
@@ -153,3 +156,20 @@ def test_failing_notebook_shows_the_cell(tmp_path, monkeypatch):
     assert "raise ValueError('bad input for ' + profile)" in message
     assert "ValueError: bad input for smoke" in message
     assert not (tmp_path / "reports" / "notebooks" / "99_fail.ipynb").exists()  # nothing half-written
+
+
+def test_compare_modalities_finds_the_better_backbone(tmp_path):
+    """Both towers (little noise) vs text only (much noise): a clear, signed difference on every subset."""
+    scenarios = fake_scenarios(n_images=80)
+    for seed in (0, 1):
+        fake_run(tmp_path / "runs", f"both/seed{seed}", scenarios, "lipo", seed, 0.2)
+    fake_run(tmp_path / "runs", "text", scenarios, "lipo", 0, 3.0, backbone="minilm-text")
+    fake_run(tmp_path / "runs", "bce", scenarios, "bce", 0, 0.1)  # other objectives take no part
+    runs = experiments.collect_runs(tmp_path / "runs")
+    frame = experiments.run_predictions(runs, scenarios, split="test")
+    table = experiments.compare_modalities(runs, frame, n_boot=200, n_perm=200)
+    assert set(table["reference"]) == {"minilm-effnet"} and set(table["other"]) == {"minilm-text"}
+    tau = table[(table["metric"] == "Kendall tau") & (table["lists"] == "all lists")].iloc[0]
+    assert tau["diff"] > 0 and tau["ci_low"] > 0 and tau["p_value"] < 0.05
+    with pytest.raises(MmscaleError, match="need lipo runs"):
+        experiments.compare_modalities(runs[runs["backbone"] == "minilm-text"], frame)

@@ -201,3 +201,13 @@ def test_the_same_loop_trains_a_vlm_backbone(tiny_data, tmp_path, monkeypatch):
     assert (run / ADAPTER_DIR / "adapter_config.json").is_file()
     adapter = json.loads((run / ADAPTER_DIR / "adapter_config.json").read_text())
     assert {"q_proj", "k_proj", "v_proj", "o_proj"} <= set(adapter["target_modules"])
+
+
+def test_a_run_predicts_held_out_scenarios_and_its_own_training_images(tiny_data):
+    from mmscale_core.training import prediction_rows
+
+    frame = load_dataset(tiny_data).scenarios.reset_index(drop=True)
+    chosen = select_training_images(frame, 0.5, seed=0)
+    rows = prediction_rows(frame, chosen)
+    assert set(rows.loc[rows["split"] == "train", "image_id"]) == set(chosen)
+    assert (rows["split"] == "test").sum() == (frame["split"] == "test").sum()

@@ -10,8 +10,10 @@ compare against.
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from PIL import Image
@@ -24,7 +26,7 @@ MAX_IMAGE_SIDE = 336  # the paper resizes inputs to at most 336x336 (sec 13)
 class ListBatch:
     """B lists padded to ``n_max`` scenarios.
 
-    images: B PIL images (one per list).
+    images: B PIL images (one per list), or :class:`KeyedImage` for backbones with an image cache.
     texts:  B lists of scenario strings, list b has ``mask[b].sum()`` entries.
     mask:   (B, n_max) bool, True where a scenario exists.
     """
@@ -55,6 +57,32 @@ def resize_max_side(image: Image.Image, max_side: int = MAX_IMAGE_SIDE) -> Image
     if scale < 1:
         image = image.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BICUBIC)
     return image
+
+
+class KeyedImage:
+    """A dataset image not decoded yet, with a content key: a hash of its file's bytes and the resize cap.
+
+    Backbones that cache per-image features (the embedded image tower) look
+    features up by ``cache_key`` and decode only on a miss, which is what
+    makes a run over a feature store cheap; everything else calls ``load()``.
+    """
+
+    __slots__ = ("path", "max_side", "cache_key")
+
+    def __init__(self, path: str | Path, max_side: int = MAX_IMAGE_SIDE):
+        self.path, self.max_side = Path(path), int(max_side)
+        digest = hashlib.blake2b(self.path.read_bytes(), digest_size=16)
+        digest.update(f"file:max_side={self.max_side}".encode())
+        self.cache_key = digest.digest()
+
+    def load(self) -> Image.Image:
+        with Image.open(self.path) as image:
+            return resize_max_side(image, self.max_side)
+
+
+def as_pil(image) -> Image.Image:
+    """A PIL image from a PIL image or a :class:`KeyedImage`."""
+    return image.load() if isinstance(image, KeyedImage) else image
 
 
 class Backbone(nn.Module, ABC):

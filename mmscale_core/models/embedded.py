@@ -69,7 +69,7 @@ from torch import nn
 
 from mmscale_core.errors import MmscaleError
 from mmscale_core.models._torchvision_compat import ensure_torchvision_importable
-from mmscale_core.models.base import Backbone, ListBatch
+from mmscale_core.models.base import Backbone, KeyedImage, ListBatch, as_pil
 
 ensure_torchvision_importable()
 
@@ -80,10 +80,11 @@ from transformers import AutoModel, AutoTokenizer  # noqa: E402
 TEXT_DIM = 384
 IMAGE_DIM = 1280
 TEXT_SCALE = math.sqrt(TEXT_DIM)  # unit text vectors -> entries of order 1, like LayerNorm outputs
-TEXT_LORA_TARGETS = ["query", "key", "value", "attention.output.dense"]
+TEXT_LORA_TARGETS = ["attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"]
 EFFNET_ARCH = "efficientnet_lite0"
 EFFNET_BN_EPS = 1e-3  # EfficientNet-PyTorch / TensorFlow value used to train the shipped weights
 EFFNET_STAGES = 7
+MINILM_LAYERS = 6
 MIN_IMAGE_SIZE = 64
 
 
@@ -144,18 +145,39 @@ def imagenet_transform(model: nn.Module, image_size: int):
 # --------------------------------------------------------------------------- towers
 
 class MiniLMTower(nn.Module):
-    """Scenario text -> unit-norm 384-d sentence embedding (mean pooling over tokens)."""
+    """Scenario text -> unit-norm 384-d sentence embedding (mean pooling over tokens).
+
+    ``tuned_layers`` (0..6) is how many of the top transformer layers get LoRA
+    (6, the default, is the paper's setting: every layer's q/k/v/o). With 0 the
+    tower is frozen, so an embedding is a pure function of the text and is
+    cached (filled up front by ``warm_cache`` or from a feature store): that is
+    what lets the embedded default train 20-odd runs on 2 CPU cores.
+    """
 
     dim = TEXT_DIM
 
-    def __init__(self, max_length: int = 32):
+    def __init__(self, max_length: int = 32, tuned_layers: int = MINILM_LAYERS):
         super().__init__()
+        if not 0 <= tuned_layers <= MINILM_LAYERS:
+            raise MmscaleError(f"text_tuned_layers must be 0..{MINILM_LAYERS}, got {tuned_layers}")
         path = minilm_dir()
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.bert = AutoModel.from_pretrained(path)
         self.max_length = max_length
+        self.tuned_layers = tuned_layers
+        self.lora_target_modules = [
+            f"bert.encoder.layer.{i}.{name}" for i in range(MINILM_LAYERS - tuned_layers, MINILM_LAYERS)
+            for name in TEXT_LORA_TARGETS
+        ]
+        if tuned_layers == 0:
+            self.requires_grad_(False)
+        self._cache: dict[bytes, torch.Tensor] = {}
 
-    def forward(self, texts: list[str]) -> torch.Tensor:
+    @property
+    def _is_frozen(self) -> bool:
+        return not any(p.requires_grad for p in self.parameters())
+
+    def _embed(self, texts: list[str]) -> torch.Tensor:
         device = self.bert.embeddings.word_embeddings.weight.device
         tokens = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
                                 return_tensors="pt").to(device)
@@ -164,8 +186,41 @@ class MiniLMTower(nn.Module):
         pooled = (hidden * weights).sum(1) / weights.sum(1).clamp_min(1e-9)
         return F.normalize(pooled, dim=-1)
 
+    def _fill(self, texts: list[str]) -> None:
+        """Embed ``texts`` into the cache in eval mode: a frozen tower is a fixed function (no dropout)."""
+        was_training = self.bert.training
+        self.bert.eval()
+        with torch.no_grad():
+            for text, vector in zip(texts, self._embed(texts)):
+                self._cache[_text_key(text)] = vector.clone()
+        self.bert.train(was_training)
 
-def _image_key(image: Image.Image) -> bytes:
+    def warm_cache(self, texts: Iterable[str], chunk: int = 64) -> int:
+        """Cache the embeddings of many texts (sorted, fixed chunks: the same values in every process)."""
+        if not self._is_frozen:
+            return 0
+        pending = sorted({t for t in texts if _text_key(t) not in self._cache})
+        for start in range(0, len(pending), chunk):
+            self._fill(pending[start:start + chunk])
+        return len(pending)
+
+    def forward(self, texts: list[str], use_cache: bool = True) -> torch.Tensor:
+        if not (use_cache and self._is_frozen):
+            return self._embed(texts)
+        missing = [t for t in dict.fromkeys(texts) if _text_key(t) not in self._cache]
+        if missing:
+            self._fill(missing)
+        return torch.stack([self._cache[_text_key(t)] for t in texts])
+
+
+def _text_key(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+
+
+def _image_key(image) -> bytes:
+    """A :class:`KeyedImage`'s own key (its file), else a hash of the pixels."""
+    if isinstance(image, KeyedImage):
+        return image.cache_key
     digest = hashlib.blake2b(image.tobytes(), digest_size=16)
     digest.update(f"{image.mode}{image.size}".encode())
     return digest.digest()
@@ -214,7 +269,7 @@ class EfficientNetTower(nn.Module):
 
     def _run_trunk(self, images: list[Image.Image]) -> torch.Tensor:
         weight = self.trunk[0].weight
-        pixels = torch.stack([self.transform(image.convert("RGB")) for image in images])
+        pixels = torch.stack([self.transform(as_pil(image).convert("RGB")) for image in images])
         pixels = pixels.to(weight.device, weight.dtype).contiguous(memory_format=torch.channels_last)
         return self.trunk(pixels).contiguous()
 
@@ -321,7 +376,7 @@ class EmbeddedBackbone(Backbone):
         self.fusion = ImageTextFusion(rank=fusion_rank, dropout=fusion_dropout) if both else None
         self.lora_target_modules: list[str] = []
         if text is not None:
-            self.lora_target_modules += TEXT_LORA_TARGETS
+            self.lora_target_modules += [f"text.{name}" for name in text.lora_target_modules]
         if image is not None:
             self.lora_target_modules += [f"image.{name}" for name in image.lora_target_modules]
         # trained in full next to the LoRA weights (peft's modules_to_save)
@@ -331,6 +386,10 @@ class EmbeddedBackbone(Backbone):
     def warm_cache(self, images: Iterable[Image.Image]) -> int:
         """Precompute the image tower's frozen trunk for ``images`` (see ``EfficientNetTower.warm_cache``)."""
         return self.image.warm_cache(images) if self.image is not None else 0
+
+    def warm_text_cache(self, texts: Iterable[str]) -> int:
+        """Precompute a frozen text tower's embeddings (see ``MiniLMTower.warm_cache``)."""
+        return self.text.warm_cache(texts) if self.text is not None else 0
 
     def _pairs(self, text: torch.Tensor | None, image: torch.Tensor | None) -> torch.Tensor:
         """Pair representation from text (..., 384) and image (..., 1280) (either may be missing)."""
@@ -362,7 +421,7 @@ class EmbeddedBackbone(Backbone):
         for b, scenarios in enumerate(batch.texts):
             pairs = []
             for scenario in scenarios:
-                text = self.text([scenario])[0] if self.text is not None else None
+                text = self.text([scenario], use_cache=False)[0] if self.text is not None else None
                 image = self.image([batch.images[b]], use_cache=False)[0] if self.image is not None else None
                 pairs.append(self._pairs(text, image))
             pad = batch.mask.shape[1] - len(pairs)
@@ -374,15 +433,16 @@ class EmbeddedBackbone(Backbone):
 # --------------------------------------------------------------------------- factories
 
 def minilm_effnet(image_size: int = 224, max_length: int = 32, tuned_stages: int = 2,
-                  cache_mb: float = 1024.0, fusion_rank: int = 16, fusion_dropout: float = 0.1) -> EmbeddedBackbone:
+                  cache_mb: float = 1024.0, fusion_rank: int = 16, fusion_dropout: float = 0.1,
+                  text_tuned_layers: int = MINILM_LAYERS) -> EmbeddedBackbone:
     """The default embedded backbone: MiniLM + EfficientNet-Lite0, fused."""
-    return EmbeddedBackbone(MiniLMTower(max_length), EfficientNetTower(image_size, tuned_stages, cache_mb),
-                            fusion_rank, fusion_dropout)
+    return EmbeddedBackbone(MiniLMTower(max_length, text_tuned_layers),
+                            EfficientNetTower(image_size, tuned_stages, cache_mb), fusion_rank, fusion_dropout)
 
 
-def minilm_text(max_length: int = 32, **_ignored) -> EmbeddedBackbone:
+def minilm_text(max_length: int = 32, text_tuned_layers: int = MINILM_LAYERS, **_ignored) -> EmbeddedBackbone:
     """Text-only ablation (image arguments such as ``image_size`` are accepted and ignored)."""
-    return EmbeddedBackbone(text=MiniLMTower(max_length))
+    return EmbeddedBackbone(text=MiniLMTower(max_length, text_tuned_layers))
 
 
 def effnet_image(image_size: int = 224, tuned_stages: int = 2, cache_mb: float = 1024.0,
