@@ -277,6 +277,7 @@ def collate(lists: list[ScenarioList], frame: pd.DataFrame,
     """Padded ``ListBatch`` + targets (B, n_max) human scores + modality class ids (-1 in padding)."""
     scenario = frame["scenario"].to_numpy()
     score = frame["score"].to_numpy(dtype=np.float32)
+    labels = frame["modality"].to_numpy()
     label_index = {label: i for i, label in enumerate(MODALITY_LABELS)}
     batch = ListBatch.from_lists([images(item.image_id) for item in lists],
                                  [scenario[list(item.rows)].tolist() for item in lists])
@@ -285,7 +286,7 @@ def collate(lists: list[ScenarioList], frame: pd.DataFrame,
     for b, item in enumerate(lists):
         rows = list(item.rows)
         targets[b, : len(rows)] = torch.from_numpy(score[rows])
-        modality[b, : len(rows)] = torch.tensor([label_index.get(m, -1) for m in frame["modality"].to_numpy()[rows]])
+        modality[b, : len(rows)] = torch.tensor([label_index.get(m, -1) for m in labels[rows]])
     return batch, targets, modality
 
 

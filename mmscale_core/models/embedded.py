@@ -207,10 +207,11 @@ class MiniLMTower(nn.Module):
     def forward(self, texts: list[str], use_cache: bool = True) -> torch.Tensor:
         if not (use_cache and self._is_frozen):
             return self._embed(texts)
-        missing = [t for t in dict.fromkeys(texts) if _text_key(t) not in self._cache]
+        keys = [_text_key(t) for t in texts]
+        missing = list(dict.fromkeys(t for t, k in zip(texts, keys) if k not in self._cache))
         if missing:
             self._fill(missing)
-        return torch.stack([self._cache[_text_key(t)] for t in texts])
+        return torch.stack([self._cache[k] for k in keys])
 
 
 def _text_key(text: str) -> bytes:

@@ -71,7 +71,7 @@ def build_feature_store(data_dir: str | os.PathLike, out: str | os.PathLike, bac
     from mmscale_core.data import load_dataset
     from mmscale_core.io import write_json
     from mmscale_core.models.embedded import EfficientNetTower, MiniLMTower
-    from mmscale_core.training import ImageLoader, dataset_fingerprint
+    from mmscale_core.training import ImageLoader, dataset_fingerprint, replace_dir
 
     spec = store_spec(backbone_kwargs, max_image_side)
     dataset = load_dataset(data_dir)
@@ -94,8 +94,6 @@ def build_feature_store(data_dir: str | os.PathLike, out: str | os.PathLike, bac
     save_file({k: v.contiguous() for k, v in _pack(image._cache).items()}, str(tmp / IMAGE_FILE))
     write_json(tmp / SPEC_FILE, {**spec, "dataset_hash": dataset_fingerprint(dataset),
                                  "n_texts": len(text._cache), "n_images": len(image._cache)})
-    from mmscale_core.training import replace_dir
-
     replace_dir(tmp, out)
     return out
 
