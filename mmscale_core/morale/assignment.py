@@ -11,7 +11,8 @@ The rules are database constraints, not just code paths (see
 :mod:`mmscale_core.morale.db`): an assignment takes one of the scenario's k
 *slots* (unique per scenario), and an annotator can hold one assignment per
 scenario. A concurrent assigner that loses a race gets an IntegrityError inside
-a savepoint and moves on, so the rules hold on PostgreSQL as on SQLite.
+a savepoint and tries the scenario's next free slot, so the rules hold on
+PostgreSQL as on SQLite (tested in ``tests/test_morale_postgres.py``).
 
 Slots of tasks still unrated after ``lease_hours`` are released for others;
 slots of excluded annotators too (their ratings no longer count).
@@ -61,7 +62,10 @@ def canary_text(expected_rating: int, expected_modality: str) -> str:
 def release_stale(session: Session, policy: AssignmentPolicy) -> int:
     """Expire tasks still unrated after the lease; their slots go back to the pool."""
     cutoff = utcnow() - timedelta(hours=policy.lease_hours)
-    stale = list(session.scalars(select(Task.id).where(Task.stage == "rate", Task.created_at < cutoff)))
+    # FOR UPDATE (PostgreSQL; SQLite has one writer anyway): lock the tasks before their assignments,
+    # the order a submission locks them in, and skip a task whose late rating commits meanwhile.
+    stale = list(session.scalars(select(Task.id).where(Task.stage == "rate", Task.created_at < cutoff)
+                                 .with_for_update()))
     if stale:
         session.execute(update(Assignment).where(Assignment.task_id.in_(stale)).values(slot=None))
         session.execute(update(Task).where(Task.id.in_(stale)).values(stage="expired", updated_at=utcnow()))
@@ -70,9 +74,10 @@ def release_stale(session: Session, policy: AssignmentPolicy) -> int:
 
 def release_annotator(session: Session, annotator_id: int) -> None:
     """Free every slot of an excluded annotator (their ratings stop counting)."""
-    session.execute(update(Assignment).where(Assignment.annotator_id == annotator_id).values(slot=None))
+    # tasks before assignments: the order a concurrent submission locks them in (no deadlock on PostgreSQL)
     session.execute(update(Task).where(Task.annotator_id == annotator_id, Task.stage.in_(ACTIVE_STAGES))
                     .values(stage="expired", updated_at=utcnow()))
+    session.execute(update(Assignment).where(Assignment.annotator_id == annotator_id).values(slot=None))
 
 
 def active_task(session: Session, annotator_id: int) -> Task | None:
@@ -129,21 +134,28 @@ def _fill_task(session: Session, annotator: Annotator, image_id: str, policy: As
     if not scenarios:
         return None
     rng.shuffle(scenarios)
+    chosen = [s.scenario_id for s in scenarios[:policy.max_items]]
     task = Task(annotator_id=annotator.id, image_id=image_id, stage="rate")
     session.add(task)
     session.flush()
     given = []
-    for scenario in scenarios[:policy.max_items]:
-        slot = _take_slot(session, scenario.scenario_id, k)
-        if slot is None:
-            continue
-        try:
-            with session.begin_nested():  # a concurrent assigner may take the slot first
-                session.add(Assignment(task_id=task.id, annotator_id=annotator.id,
-                                       scenario_id=scenario.scenario_id, position=0, slot=slot))
-            given.append(scenario.scenario_id)
-        except IntegrityError:
-            continue
+    # Slots are taken in scenario_id order, the same in every transaction: on PostgreSQL an insert
+    # that hits another assigner's uncommitted slot waits for it, and two assigners taking shared
+    # scenarios in different orders would deadlock.
+    for scenario_id in sorted(chosen):
+        for _ in range(k):  # a concurrent assigner may take the slot first: then try the next free one
+            slot = _take_slot(session, scenario_id, k)
+            if slot is None:
+                break
+            try:
+                with session.begin_nested():
+                    session.add(Assignment(task_id=task.id, annotator_id=annotator.id,
+                                           scenario_id=scenario_id, position=0, slot=slot))
+                given.append(scenario_id)
+                break
+            except IntegrityError:
+                continue
+    given.sort(key=chosen.index)  # back to the random order (which scenario gets which position)
     if not given:
         session.delete(task)
         session.flush()

@@ -118,7 +118,8 @@ def _stats(args: argparse.Namespace) -> int:
 
 def _add_db(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db", default=DEFAULT_DB,
-                   help=f"SQLAlchemy URL or SQLite file path (default {DEFAULT_DB}; e.g. postgresql://user@host/db)")
+                   help=f"SQLAlchemy URL or SQLite file path (default {DEFAULT_DB}; "
+                        "e.g. postgresql+psycopg://user@host/db)")
 
 
 def _add_commands(sub) -> None:

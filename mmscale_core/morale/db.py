@@ -17,7 +17,11 @@ disk before the response is sent) and write transactions start with
 ``BEGIN IMMEDIATE``, so concurrent writers queue instead of failing with
 "database is locked" on a lock upgrade (inside one server process they queue
 on a lock, across processes on SQLite's busy timeout). Any other SQLAlchemy URL
-(e.g. PostgreSQL) uses that database's own transactions.
+(e.g. PostgreSQL) uses that database's own transactions (READ COMMITTED): the
+writers that touch the same rows lock them in one order (a submission locks its
+task row first, assigners take slots in scenario_id order), so they queue
+instead of deadlocking. A bare ``postgresql://`` URL uses psycopg (3), the
+driver ``mmscale[app]`` installs.
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ from sqlalchemy import (
     JSON, CheckConstraint, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint,
     create_engine, event, select,
 )
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from mmscale_core.errors import MmscaleError
@@ -200,7 +205,14 @@ def make_engine(url: str, *, immediate: bool = True) -> Engine:
     except Exception as err:  # sqlalchemy raises ArgumentError for malformed URLs
         raise MmscaleError(f"--db {url!r}: not a SQLAlchemy database URL ({err})") from None
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        if parsed.drivername == "postgresql":  # SQLAlchemy's default would be psycopg2
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        try:
+            return create_engine(parsed, pool_pre_ping=True)
+        except (ImportError, NoSuchModuleError) as err:
+            raise MmscaleError(f"--db {_shown(parsed)}: no database driver for {parsed.drivername!r} ({err}); "
+                               "for PostgreSQL use postgresql+psycopg://USER@HOST/DB with psycopg installed "
+                               "(pip install 'psycopg[binary]', part of mmscale[app])") from None
     if parsed.database in (None, "", ":memory:"):
         raise MmscaleError(f"--db {url!r}: MORALE needs a database file (e.g. sqlite:///morale.sqlite), "
                            "an in-memory database would lose every annotation on exit")
@@ -210,6 +222,15 @@ def make_engine(url: str, *, immediate: bool = True) -> Engine:
     begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
     event.listen(engine, "begin", lambda conn: conn.exec_driver_sql(begin))
     return engine
+
+
+def _shown(url: URL) -> str:
+    return url.render_as_string(hide_password=True)
+
+
+def _reason(err: DBAPIError) -> str:
+    """The driver's message on one line (without SQLAlchemy's statement and background link)."""
+    return " ".join(str(err.orig if err.orig is not None else err).split())
 
 
 class Database:
@@ -225,7 +246,11 @@ class Database:
         self._write_lock = threading.Lock() if self.engine.dialect.name == "sqlite" else contextlib.nullcontext()
         self._write = sessionmaker(self.engine, expire_on_commit=False)
         self._read = sessionmaker(self.read_engine, expire_on_commit=False)
-        Base.metadata.create_all(self.engine)
+        try:
+            Base.metadata.create_all(self.engine)
+        except DBAPIError as err:  # unreachable server, no such database, wrong password, no CREATE right...
+            self.dispose()
+            raise MmscaleError(f"--db {_shown(self.engine.url)}: cannot use the database: {_reason(err)}") from None
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Session]:

@@ -109,8 +109,8 @@ def record_consent(db: Database, annotator_id: int) -> None:
 
 # --------------------------------------------------------------------------- reading a task
 
-def owned_task(session: Session, annotator_id: int, task_id: int) -> Task:
-    task = session.get(Task, task_id)
+def owned_task(session: Session, annotator_id: int, task_id: int, lock: bool = False) -> Task:
+    task = session.get(Task, task_id, with_for_update=lock or None)
     if task is None or task.annotator_id != annotator_id:
         raise NotFound("no such task for you")
     return task
@@ -220,7 +220,9 @@ def _submit(db: Database, annotator_id: int, task_id: int, client_token: str, ki
     client_token = check_client_token(client_token)
     try:
         with db.write() as session:
-            task = owned_task(session, annotator_id, task_id)
+            # FOR UPDATE: on PostgreSQL concurrent posts for one task queue here and each sees the
+            # stage (and submission) the previous one committed, as under SQLite's single writer
+            task = owned_task(session, annotator_id, task_id, lock=True)
             replay = _prior(session, annotator_id, client_token, task_id, kind)
             if replay is not None:
                 return replay
