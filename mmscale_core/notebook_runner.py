@@ -8,12 +8,15 @@ tagged ``parameters`` cell: ``profile``, ``params_file``, ``data_dir``,
 YAML, so ``seed=0`` is an int). The executed copy goes to
 ``reports/notebooks/NAME.ipynb`` (what the report renders) or ``--output``,
 written only when the whole notebook succeeded; a failing cell stops the stage
-with that cell's source and error, not a kernel traceback dump.
+with that cell's source and error, not a kernel traceback dump. Kernels are
+forked from a warm process that has the libraries imported
+(:mod:`mmscale_core.warm_kernel`; ``MMSCALE_WARM_KERNEL=0`` for a cold one).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +56,13 @@ def parse_assignments(items: list[str]) -> dict[str, Any]:
 def run_notebook(name: str, params_file: str | Path = "params.yaml", profile_name: str | None = None,
                  notebook_dir: str | Path = NOTEBOOK_DIR, output: str | Path | None = None,
                  extra: dict[str, Any] | None = None) -> Path:
+    # jsonschema (via nbformat) imports rfc3987-syntax 1.1 if present, which builds a grammar at
+    # import (~2 s a stage; python-jsonschema#1521); notebooks never hold IRIs to check: skip it.
+    sys.modules.setdefault("rfc3987_syntax", None)
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
+
+    from mmscale_core.warm_kernel import kernel_name
 
     source = Path(notebook_dir) / f"{name}.ipynb"
     if not source.is_file():
@@ -65,7 +73,7 @@ def run_notebook(name: str, params_file: str | Path = "params.yaml", profile_nam
     with atomic_path(target) as tmp:
         try:
             pm.execute_notebook(
-                str(source), str(tmp), parameters=parameters, kernel_name="python3",
+                str(source), str(tmp), parameters=parameters, kernel_name=kernel_name(),
                 progress_bar=False, cwd=str(Path.cwd()), language="python",
             )
         except PapermillExecutionError as err:

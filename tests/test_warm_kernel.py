@@ -1,0 +1,218 @@
+"""The warm kernel: notebooks run in a fork of a pre-imported zygote, and nothing else changes.
+
+Each test uses its own zygote address and a short preload list, so tests neither share a
+zygote with the pipeline nor wait for torch to import (except the RNG test, which needs it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from mmscale_core import warm_kernel
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the warm kernel is Linux-only")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def zygote_env(monkeypatch):
+    """A private zygote address (and short preload); the zygote is killed after the test."""
+    addr = f"mmscale-test-{uuid.uuid4().hex[:12]}"
+    monkeypatch.setenv("MMSCALE_WARM_KERNEL", "1")
+    monkeypatch.setenv("MMSCALE_WARM_KERNEL_ADDRESS", addr)
+    monkeypatch.setenv("MMSCALE_WARM_KERNEL_PRELOAD", "wave,ipykernel.kernelapp")  # wave: imported by nothing else
+    monkeypatch.setenv("MMSCALE_WARM_KERNEL_IDLE", "30")
+    # the kernel's `python -m mmscale_core.warm_kernel` must find this checkout from any cwd
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    yield addr
+    for pid in zygote_pids(addr):
+        os.kill(pid, signal.SIGKILL)
+
+
+def zygote_pids(addr: str) -> list[int]:
+    out = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmd = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"serve" in cmd and addr.encode() in cmd:
+                out.append(int(proc.name))
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def run_probe(tmp_path: Path, code: str) -> dict:
+    """Execute a one-cell notebook in ``tmp_path`` with the warm kernel; returns what it printed as JSON."""
+    import papermill as pm
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(textwrap.dedent(code))]
+    src, out = tmp_path / "probe.ipynb", tmp_path / "probe.out.ipynb"
+    nbformat.write(nb, src)
+    pm.execute_notebook(str(src), str(out), kernel_name=warm_kernel.kernel_name(), cwd=str(tmp_path),
+                        progress_bar=False, language="python")
+    text = "".join(o.get("text", "") for o in nbformat.read(out, 4).cells[0].outputs)
+    return json.loads(text.strip().splitlines()[-1])
+
+
+PROBE = """
+import json, os, sys
+import mmscale_core
+print(json.dumps({"cwd": os.getcwd(), "env": os.environ.get("PROBE_VALUE"), "pid": os.getpid(),
+                  "preloaded": "wave" in sys.modules,
+                  "project": mmscale_core.__file__, "argv0": sys.argv[0]}))
+"""
+
+
+def test_notebook_runs_in_a_fork_with_the_callers_directory_environment_and_project_code(
+        tmp_path, zygote_env, monkeypatch):
+    # a stand-in project package in the notebook's directory: the kernel must import it, not the zygote's
+    (tmp_path / "mmscale_core").mkdir()
+    (tmp_path / "mmscale_core" / "__init__.py").write_text("")
+    # a zygote started from another directory (python -m puts that directory first on its sys.path)
+    subprocess.Popen([sys.executable, "-m", "mmscale_core.warm_kernel", "serve", "--address", zygote_env,
+                      "--idle", "30"], cwd=ROOT, start_new_session=True)
+    monkeypatch.setenv("PROBE_VALUE", "first")
+    first = run_probe(tmp_path, PROBE)
+    assert first["cwd"] == str(tmp_path)
+    assert first["env"] == "first"
+    assert first["preloaded"]
+    assert first["project"] == str(tmp_path / "mmscale_core" / "__init__.py")
+    [zygote] = zygote_pids(zygote_env)
+    monkeypatch.setenv("PROBE_VALUE", "second")
+    second = run_probe(tmp_path, PROBE)  # the same zygote, a new child with the new environment
+    assert second["env"] == "second" and second["pid"] != first["pid"]
+    assert zygote_pids(zygote_env) == [zygote]
+    assert not alive(first["pid"]) and not alive(second["pid"])  # kernels end with their notebook
+
+
+def test_same_random_streams_as_a_cold_kernel(tmp_path, zygote_env, monkeypatch):
+    """Unseeded generators start from fresh entropy in each kernel; seeded ones give a cold kernel's numbers."""
+    monkeypatch.setenv("MMSCALE_WARM_KERNEL_PRELOAD", "torch,ipykernel.kernelapp")
+    code = """
+    import json, random, sys, torch
+    fresh = {"torch": torch.rand(4).tolist(), "py": random.random()}
+    torch.manual_seed(0)
+    random.seed(0)
+    print(json.dumps({"fresh": fresh, "torch": torch.rand(4).tolist(), "py": random.random(),
+                      "warm": "torch" in sys.modules}))
+    """
+    warm_a, warm_b = run_probe(tmp_path, code), run_probe(tmp_path, code)
+    monkeypatch.setenv("MMSCALE_WARM_KERNEL", "0")
+    cold = run_probe(tmp_path, code)
+    assert warm_a["warm"] and warm_b["warm"]
+    assert warm_a["torch"] == warm_b["torch"] == cold["torch"]
+    assert warm_a["py"] == warm_b["py"] == cold["py"]
+    for key in ("torch", "py"):  # not a copy of the zygote's state
+        assert warm_a["fresh"][key] != warm_b["fresh"][key]
+
+
+def test_killed_client_takes_its_kernel_down(tmp_path, zygote_env):
+    from jupyter_client.manager import start_new_kernel
+
+    km, kc = start_new_kernel(kernel_name=warm_kernel.kernel_name(), cwd=str(tmp_path))
+    outputs = []
+    try:
+        reply = kc.execute_interactive("import os; print(os.getpid())", timeout=60,
+                                       output_hook=lambda msg: outputs.append(msg))
+        assert reply["content"]["status"] == "ok"
+    finally:
+        kc.stop_channels()
+    kernel_pid = int(next(m["content"]["text"] for m in outputs if m["msg_type"] == "stream"))
+    client_pid = km.provisioner.process.pid
+    assert kernel_pid != client_pid and alive(kernel_pid)
+    os.kill(client_pid, signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while alive(kernel_pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(kernel_pid)
+    km.cleanup_resources()
+
+
+def test_zygote_exits_when_idle(zygote_env, monkeypatch):
+    proc = subprocess.Popen([sys.executable, "-m", "mmscale_core.warm_kernel", "serve", "--address", zygote_env,
+                             "--idle", "1"], env={**os.environ, "MMSCALE_WARM_KERNEL_PRELOAD": "json"})
+    assert proc.wait(timeout=30) == 0
+    assert warm_kernel._connect(zygote_env) is None
+
+
+def test_a_zygote_that_does_not_answer_falls_back_to_a_cold_kernel(tmp_path, zygote_env):
+    squatter = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    squatter.bind("\0" + zygote_env)  # holds the address, accepts nothing: the client gets no pid
+    squatter.listen(1)
+    try:
+        code = 'import json, sys; print(json.dumps({"warm": "wave" in sys.modules}))'
+        result = run_probe_with_timeout(tmp_path, code, connect_timeout=1)
+        assert result["warm"] is False  # ran, in a cold kernel
+    finally:
+        squatter.close()
+
+
+def run_probe_with_timeout(tmp_path, code, connect_timeout):
+    os.environ["MMSCALE_WARM_KERNEL_CONNECT_TIMEOUT"] = str(connect_timeout)
+    try:
+        return run_probe(tmp_path, code)
+    finally:
+        del os.environ["MMSCALE_WARM_KERNEL_CONNECT_TIMEOUT"]
+
+
+def test_switched_off_by_environment(monkeypatch):
+    monkeypatch.setenv("MMSCALE_WARM_KERNEL", "0")
+    assert warm_kernel.kernel_name() == "python3"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to connect as another user")
+def test_other_users_are_refused(zygote_env):
+    import shutil
+
+    runuser, system_python = shutil.which("runuser"), "/usr/bin/python3"
+    if runuser is None or not os.access(system_python, os.X_OK):
+        pytest.skip("needs runuser and a system python3 that user nobody can run")
+    proc = subprocess.Popen([sys.executable, "-m", "mmscale_core.warm_kernel", "serve", "--address", zygote_env,
+                             "--idle", "20"], env={**os.environ, "MMSCALE_WARM_KERNEL_PRELOAD": "json"})
+    try:
+        deadline = time.monotonic() + 20
+        while warm_kernel._connect(zygote_env) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # a well-formed request: without the user check the zygote would fork a kernel for it
+        request = json.dumps({"protocol": warm_kernel.PROTOCOL, "argv": ["-f", "/nonexistent/kernel.json"],
+                              "cwd": "/", "env": {}}).encode()
+        probe = textwrap.dedent(f"""
+            import socket, struct, sys
+            request = {request!r}
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect("\\0{zygote_env}")
+            s.settimeout(10)
+            try:
+                socket.send_fds(s, [struct.pack("!I", len(request))], [0, 1, 2]); s.sendall(request)
+                print("refused" if s.recv(4) == b"" else "served")
+            except (BrokenPipeError, ConnectionResetError):
+                print("refused")
+        """)
+        out = subprocess.run([runuser, "-u", "nobody", "--", system_python, "-c", probe], capture_output=True,
+                             text=True, timeout=30)
+        assert out.stdout.strip() == "refused", out.stderr
+    finally:
+        proc.kill()
