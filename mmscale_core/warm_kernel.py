@@ -54,8 +54,10 @@ PRELOAD = (
     "torch", "safetensors.torch", "mmscale_core.models._torchvision_compat:ensure_torchvision_importable",
     "timm", "timm.data", "transformers", "transformers.models.bert.modeling_bert", "peft", "accelerate",
     "sklearn.isotonic", "sklearn.metrics", "sklearn.linear_model", "statsmodels.api", "krippendorff",
-    "matplotlib", "ipykernel.kernelapp",
+    "ipykernel.kernelapp",
 )
+# Never preloaded: matplotlib fixes its backend at import, before ipykernel selects the inline one
+# (a notebook would lose its figures).
 
 
 def enabled() -> bool:
@@ -194,12 +196,17 @@ def run_client(kernel_argv: list[str]) -> int:
 
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(signum, forward)
-    sock.settimeout(None)
+    # like a cold kernel's parent poller: if whoever started us (papermill) dies, end the kernel
+    parent = os.getppid()
     while True:
+        ready, _, _ = select.select([sock], [], [], 1.0)
+        if not ready:
+            if os.getppid() != parent:
+                forward(signal.SIGKILL, None)
+                return 1
+            continue
         try:
             return int(_recv_json(sock)["exit"])
-        except InterruptedError:
-            continue
         except (OSError, EOFError, ValueError, KeyError):
             return 1
 
@@ -337,7 +344,9 @@ def _become_kernel(request: dict, fds: list[int]) -> int:
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
-    sys.argv = ["ipykernel_launcher", *request["argv"]]
+    # ipykernel read JPY_PARENT_PID into a class default when the zygote imported it: name the real
+    # parent (the zygote) so the kernel exits if it is orphaned, as a cold kernel does
+    sys.argv = ["ipykernel_launcher", *request["argv"], f"--IPKernelApp.parent_handle={os.getppid()}"]
     for name in [m for m in sys.modules if m == "mmscale_core" or m.startswith("mmscale_core.")]:
         del sys.modules[name]  # project code comes from the notebook's directory, as in a cold kernel
     sys.path[:] = [p for p in sys.path if p not in ("", "/", _LAUNCH_DIR)]  # IPython puts '' back (= cwd)

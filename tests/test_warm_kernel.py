@@ -79,10 +79,11 @@ def run_probe(tmp_path: Path, code: str) -> dict:
 
 PROBE = """
 import json, os, sys
+import matplotlib
 import mmscale_core
 print(json.dumps({"cwd": os.getcwd(), "env": os.environ.get("PROBE_VALUE"), "pid": os.getpid(),
-                  "preloaded": "wave" in sys.modules,
-                  "project": mmscale_core.__file__, "argv0": sys.argv[0]}))
+                  "preloaded": "wave" in sys.modules, "backend": matplotlib.get_backend(),
+                  "project": mmscale_core.__file__}))
 """
 
 
@@ -100,6 +101,7 @@ def test_notebook_runs_in_a_fork_with_the_callers_directory_environment_and_proj
     assert first["env"] == "first"
     assert first["preloaded"]
     assert first["project"] == str(tmp_path / "mmscale_core" / "__init__.py")
+    assert "inline" in first["backend"]  # figures are shown in the executed notebook
     [zygote] = zygote_pids(zygote_env)
     monkeypatch.setenv("PROBE_VALUE", "second")
     second = run_probe(tmp_path, PROBE)  # the same zygote, a new child with the new environment
@@ -216,3 +218,38 @@ def test_other_users_are_refused(zygote_env):
         assert out.stdout.strip() == "refused", out.stderr
     finally:
         proc.kill()
+
+
+def test_kernel_ends_when_the_process_that_started_it_dies(tmp_path, zygote_env):
+    """A cold kernel polls its parent and exits with it; the warm client does the same for its child."""
+    starter = textwrap.dedent("""
+        import json, sys, time
+        from jupyter_client.manager import start_new_kernel
+        from mmscale_core import warm_kernel
+        km, kc = start_new_kernel(kernel_name=warm_kernel.kernel_name())
+        out = []
+        kc.execute_interactive("import os; print(os.getpid())", timeout=60, output_hook=out.append)
+        pid = int(next(m["content"]["text"] for m in out if m["msg_type"] == "stream"))
+        print(json.dumps({"kernel": pid, "client": km.provisioner.process.pid}), flush=True)
+        time.sleep(120)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", starter], cwd=tmp_path, stdout=subprocess.PIPE, text=True)
+    try:
+        pids = json.loads(proc.stdout.readline())
+        assert alive(pids["kernel"]) and alive(pids["client"])
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 20
+    while (alive(pids["kernel"]) or alive(pids["client"])) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(pids["kernel"]) and not alive(pids["client"])
+
+
+def test_preload_leaves_matplotlib_alone():
+    """matplotlib picks its backend at import; imported in the zygote, notebooks would lose their figures."""
+    code = ("import sys; from mmscale_core.warm_kernel import preload, PRELOAD; failed = preload(PRELOAD); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'matplotlib'), failed)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[] []"
