@@ -54,10 +54,11 @@ PRELOAD = (
     "torch", "safetensors.torch", "mmscale_core.models._torchvision_compat:ensure_torchvision_importable",
     "timm", "timm.data", "transformers", "transformers.models.bert.modeling_bert", "peft", "accelerate",
     "sklearn.isotonic", "sklearn.metrics", "sklearn.linear_model", "statsmodels.api", "krippendorff",
-    "ipykernel.kernelapp",
+    "matplotlib.pyplot", "seaborn", "ipykernel.kernelapp",
 )
-# Never preloaded: matplotlib fixes its backend at import, before ipykernel selects the inline one
-# (a notebook would lose its figures).
+# matplotlib reads MPLBACKEND when imported: the zygote imports it with ipykernel's inline backend
+# and each child re-applies its own choice before any figure exists (else notebooks lose figures)
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 
 
 def enabled() -> bool:
@@ -262,6 +263,7 @@ def serve(addr: str, idle_s: float = IDLE_S, names: tuple[str, ...] | None = Non
     global _LAUNCH_DIR
     _LAUNCH_DIR = os.getcwd()
     os.chdir("/")  # hold no directory of a project (children chdir to their own)
+    os.environ.setdefault("MPLBACKEND", INLINE_BACKEND)
     preload(names)
     if _cuda_initialised():  # a forked child could not use CUDA: serve nothing, clients fall back
         return 0
@@ -344,6 +346,8 @@ def _become_kernel(request: dict, fds: list[int]) -> int:
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
+    if "matplotlib" in sys.modules:  # what ipykernel would select before importing matplotlib
+        sys.modules["matplotlib"].rcParams["backend"] = os.environ.get("MPLBACKEND") or INLINE_BACKEND
     # ipykernel read JPY_PARENT_PID into a class default when the zygote imported it: name the real
     # parent (the zygote) so the kernel exits if it is orphaned, as a cold kernel does
     sys.argv = ["ipykernel_launcher", *request["argv"], f"--IPKernelApp.parent_handle={os.getppid()}"]

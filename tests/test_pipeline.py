@@ -96,6 +96,16 @@ def test_every_figure_table_and_page_exists(smoke_project):
 
 
 @pytest.mark.slow
+def test_executed_notebooks_show_their_figures(smoke_project):
+    """The report renders the executed notebooks: each figure notebook must carry its plots inline."""
+    for nb in FIGURES:
+        cells = json.loads((smoke_project / "reports" / "notebooks" / f"{nb}.ipynb").read_text())["cells"]
+        images = sum("image/png" in out.get("data", {}) for c in cells if c["cell_type"] == "code"
+                     for out in c.get("outputs", []))
+        assert images >= 1, f"{nb}: no inline figure in the executed notebook"
+
+
+@pytest.mark.slow
 def test_every_table_says_where_its_numbers_come_from(smoke_project):
     for csv in (smoke_project / "tables").rglob("*.csv"):
         frame = pd.read_csv(csv)

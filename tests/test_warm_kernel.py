@@ -246,10 +246,21 @@ def test_kernel_ends_when_the_process_that_started_it_dies(tmp_path, zygote_env)
     assert not alive(pids["kernel"]) and not alive(pids["client"])
 
 
-def test_preload_leaves_matplotlib_alone():
-    """matplotlib picks its backend at import; imported in the zygote, notebooks would lose their figures."""
-    code = ("import sys; from mmscale_core.warm_kernel import preload, PRELOAD; failed = preload(PRELOAD); "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'matplotlib'), failed)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[] []"
+def test_full_preload_keeps_inline_figures_and_honours_the_backend_asked_for(tmp_path, zygote_env, monkeypatch):
+    """matplotlib is imported in the zygote: each kernel still gets ipykernel's inline backend (figures in
+    the executed notebook), or the one its environment names."""
+    monkeypatch.delenv("MMSCALE_WARM_KERNEL_PRELOAD")
+    monkeypatch.delenv("MPLBACKEND", raising=False)
+    code = """
+    import json, sys
+    warm = "seaborn" in sys.modules
+    import matplotlib, matplotlib.pyplot as plt
+    plt.plot([1, 2, 3]); plt.show()
+    print(json.dumps({"warm": warm, "backend": matplotlib.get_backend()}))
+    """
+    inline = run_probe(tmp_path, code)
+    assert inline["warm"] and "inline" in inline["backend"]
+    outputs = nbformat.read(tmp_path / "probe.out.ipynb", 4).cells[0].outputs
+    assert any("image/png" in o.get("data", {}) for o in outputs)
+    monkeypatch.setenv("MPLBACKEND", "agg")
+    assert run_probe(tmp_path, code)["backend"].lower() == "agg"

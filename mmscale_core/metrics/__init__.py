@@ -5,8 +5,9 @@ tau-b per list, single and padded/vectorized), ``safety`` (Unsafe Rate,
 AUC-Safety), ``calibration`` (reliability curve, ECE, isotonic rescaling to
 1-5), ``agreement`` (Krippendorff's alpha, modality accuracy / macro-F1),
 ``evaluate`` (all Table 3/4 metrics with CIs, chance, oracle; paired
-comparisons), ``padding`` (long frame -> padded arrays), ``bench``
-(``mmscale bench metrics``).
+comparisons), ``padding`` (long frame -> padded arrays). ``mmscale bench metrics``
+lives in ``mmscale_core.metrics_bench``, outside this package, so that building the CLI's
+parser does not import scikit-learn.
 """
 
 from mmscale_core.metrics.agreement import krippendorff_alpha, modality_scores

@@ -17,9 +17,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from mmscale_core.metrics.evaluate import METRICS, evaluate_lists
-from mmscale_core.metrics.ranking import kendall_tau, ndcg_at_k, reciprocal_rank
-from mmscale_core.metrics.safety import auc_safety, unsafe_rate
+# the metrics modules (scikit-learn, scipy: ~1.5 s) are imported when the benchmark runs, not
+# when `mmscale` builds its parser for every command
 
 LIST_SIZE_PROBS = (0.07, 0.13, 0.25, 0.30, 0.25)  # sizes 1..5, mean 3.53
 
@@ -38,6 +37,9 @@ def synthetic_lists(n_lists: int = 9260, seed: int = 0) -> pd.DataFrame:
 
 def _loop_metrics(groups: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
     """All metrics of one (re)sample of lists, one list at a time."""
+    from mmscale_core.metrics.ranking import kendall_tau, ndcg_at_k, reciprocal_rank
+    from mmscale_core.metrics.safety import auc_safety, unsafe_rate
+
     ndcg, rr, tau = [], [], []
     for y_true, y_score in groups:
         ndcg.append(ndcg_at_k(y_true, y_score))
@@ -51,6 +53,8 @@ def _loop_metrics(groups: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, floa
 
 
 def run_bench(n_lists: int, n_boot: int, loop_resamples: int, seed: int) -> int:
+    from mmscale_core.metrics.evaluate import METRICS, evaluate_lists
+
     frame = synthetic_lists(n_lists, seed)
     sizes = frame.groupby("image_id", sort=False).size()
     print(f"mmscale bench metrics: {n_lists:,} lists, {len(frame):,} scenarios "
