@@ -29,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
 # Modules that define ``register_bench(subparsers)`` for ``mmscale bench NAME``.
 BENCH_MODULES: tuple[str, ...] = (
     "mmscale_core.data_bench",
+    "mmscale_core.kernel_bench",
     "mmscale_core.metrics_bench",
     "mmscale_core.models.prefix_bench",
     "mmscale_core.morale.bench",

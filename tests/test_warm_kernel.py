@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -264,3 +265,15 @@ def test_full_preload_keeps_inline_figures_and_honours_the_backend_asked_for(tmp
     assert any("image/png" in o.get("data", {}) for o in outputs)
     monkeypatch.setenv("MPLBACKEND", "agg")
     assert run_probe(tmp_path, code)["backend"].lower() == "agg"
+
+
+def test_kernel_bench_prints_a_measured_ratio(tmp_path, monkeypatch, capsys):
+    from mmscale_core.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MMSCALE_WARM_KERNEL", "1")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    assert main(["bench", "kernel", "--runs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "cold kernel" in out and "warm kernel" in out
+    assert re.search(r"cold/warm ratio: \d+\.\d\dx", out)
