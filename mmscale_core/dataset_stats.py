@@ -15,7 +15,7 @@ import pandas as pd
 
 from mmscale_core import paper
 from mmscale_core.data import MODALITIES, Dataset
-from mmscale_core.metrics import krippendorff_alpha
+from mmscale_core.metrics.agreement import krippendorff_alpha_bootstrap
 from mmscale_core.outputs import provenance_label
 from mmscale_core.simulator import calibration as shifts
 
@@ -61,10 +61,7 @@ def alpha_with_ci(frame: pd.DataFrame, n_boot: int = 200, seed: int = 0) -> pd.D
     rng = np.random.default_rng(seed)
     rows = []
     for column, level, key in (("ratings", "interval", "alpha_ratings"), ("modalities", "nominal", "alpha_modality")):
-        values = frame[column].reset_index(drop=True)
-        point = krippendorff_alpha(values, level)
-        boots = [krippendorff_alpha(values.iloc[rng.integers(0, len(values), len(values))], level)
-                 for _ in range(n_boot)]
+        point, boots = krippendorff_alpha_bootstrap(frame[column].reset_index(drop=True), level, n_boot, rng)
         rows.append({"statistic": f"Krippendorff alpha ({column}, {level})", "paper": paper.STATISTICS[key],
                      "value": point, "ci_low": float(np.nanquantile(boots, 0.025)),
                      "ci_high": float(np.nanquantile(boots, 0.975)), "n_boot": n_boot})

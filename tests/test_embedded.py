@@ -153,6 +153,28 @@ def test_trunk_cache_is_bit_identical(lora_backbone):
     assert torch.equal(fresh, first) and torch.equal(first, cached)
 
 
+def test_frozen_tail_pools_once_per_image_and_matches_the_uncached_path():
+    """tuning: frozen -> the image tower is a fixed function: its pooled output is cached per image,
+    equal to computing it afresh; a tunable (LoRA) tail is never served from that cache."""
+    images = _batch().images
+    frozen = load_backbone("effnet-image", image_size=64).image.requires_grad_(False)
+    frozen.train()  # as during training: the cache must still hold eval-mode outputs
+    assert frozen.warm_cache(images) == len(images)
+    assert len(frozen._pooled) == len(images)
+    cached = frozen(images)
+    frozen.eval()
+    fresh = frozen(images, use_cache=False)
+    torch.testing.assert_close(cached, fresh, rtol=1e-4, atol=1e-5)
+    calls = []
+    frozen.tail.register_forward_hook(lambda *_: calls.append(1))
+    assert torch.equal(frozen(images[::-1]), cached.flip(0)) and not calls  # served from the cache
+
+    tunable = load_backbone("effnet-image", image_size=64).image  # tail trainable, as under LoRA
+    tunable.warm_cache(images)
+    out = tunable(images)
+    assert not tunable._pooled and out.requires_grad
+
+
 def _grads(model, encode, batch, weights):
     model.zero_grad(set_to_none=True)
     out = encode(batch)

@@ -63,3 +63,18 @@ def test_modality_scores():
     assert scores["n"] == 5
     # a class never predicted nor present still counts (F1 = 0) in the macro average
     assert modality_scores(["text"], ["text"])["macro_f1"] == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize("level, values", [("interval", [1, 2, 3, 4, 5]), ("nominal", ["text", "image", "both"])])
+def test_bootstrap_resamples_rows_of_counts_like_recomputing_on_resampled_units(level, values):
+    from mmscale_core.metrics.agreement import krippendorff_alpha_bootstrap
+
+    rng = np.random.default_rng(3)
+    # few units and a rare value, so some resamples lose a value entirely
+    units = pd.Series([list(rng.choice(values[:-1], 3)) for _ in range(25)] + [[values[-1], values[-1]]])
+    point, boots = krippendorff_alpha_bootstrap(units, level, 40, np.random.default_rng(0))
+    assert point == pytest.approx(krippendorff_alpha(units, level), abs=1e-12)
+    draw = np.random.default_rng(0)
+    naive = [krippendorff_alpha(units.iloc[draw.integers(0, len(units), len(units))].reset_index(drop=True), level)
+             for _ in range(40)]
+    np.testing.assert_allclose(boots, naive, rtol=1e-12, atol=1e-12)

@@ -119,6 +119,15 @@ def test_same_seed_gives_identical_predictions(reference_run, tiny_data, tmp_pat
     assert not np.array_equal(_predictions(other)["score"], _predictions(reference_run)["score"])
 
 
+def test_frozen_towers_train_the_heads_deterministically(tiny_data, tmp_path):
+    """tuning: frozen (the default profile): towers served from their caches, heads and fusion trained."""
+    first = train(tiny_config(tiny_data, tmp_path / "a", tuning="frozen", epochs=2), progress=False)
+    again = train(tiny_config(tiny_data, tmp_path / "b", tuning="frozen", epochs=2), progress=False)
+    pd.testing.assert_frame_equal(_predictions(again), _predictions(first), check_exact=True)
+    assert (first / "head.safetensors").is_file() and not (first / "adapter").exists()  # nothing tuned in the towers
+    assert _predictions(first)["score"].std() > 0
+
+
 def test_resume_after_kill_matches_uninterrupted_run(reference_run, tiny_data, tmp_path):
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "mmscale_core.cli", "train", "--data", str(tiny_data), "--out", str(out),

@@ -63,15 +63,8 @@ def krippendorff_alpha(ratings: ArrayLike | pd.Series, level: str = "interval") 
     if level not in LEVELS:
         raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
     if isinstance(ratings, pd.Series):
-        counts, domain = value_counts_from_lists(ratings.tolist())
-        numeric = all(isinstance(v, (int, float, np.integer, np.floating)) for v in domain)
-        if not numeric and level != "nominal":
-            raise ValueError(f"labels {domain[:5]} have no order or distance; use level='nominal'")
-        if (counts.sum(axis=1) >= 2).sum() == 0 or len(domain) < 2:
-            return float("nan")
-        value_domain = np.asarray(domain, dtype=np.float64) if numeric else np.arange(len(domain))
-        return float(krippendorff.alpha(value_counts=counts, value_domain=value_domain,
-                                        level_of_measurement=level))
+        counts, value_domain = _unit_counts(ratings, level)
+        return _alpha_from_counts(counts, value_domain, level)
     data = _reliability_numeric(np.asarray(ratings))
     if data.ndim != 2:
         raise ValueError(f"reliability data must be raters x units, got shape {data.shape}")
@@ -79,6 +72,39 @@ def krippendorff_alpha(ratings: ArrayLike | pd.Series, level: str = "interval") 
     if np.unique(values).size < 2:
         return float("nan")
     return float(krippendorff.alpha(reliability_data=data, level_of_measurement=level))
+
+
+def krippendorff_alpha_bootstrap(per_unit: pd.Series, level: str, n_boot: int,
+                                 rng: np.random.Generator) -> tuple[float, np.ndarray]:
+    """Alpha of one value list per unit, and ``n_boot`` alphas over units resampled with replacement.
+
+    Alpha depends only on each unit's value counts, so the (units x values) count matrix is
+    built once and a resample takes its rows: the same numbers as recomputing alpha on the
+    resampled lists (tested), without rebuilding the matrix from Python lists each time.
+    """
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
+    counts, value_domain = _unit_counts(per_unit, level)
+    n = len(counts)
+    boots = np.array([_alpha_from_counts(counts[rng.integers(0, n, n)], value_domain, level)
+                      for _ in range(n_boot)])
+    return _alpha_from_counts(counts, value_domain, level), boots
+
+
+def _unit_counts(per_unit: pd.Series, level: str) -> tuple[np.ndarray, np.ndarray]:
+    counts, domain = value_counts_from_lists(per_unit.tolist())
+    numeric = all(isinstance(v, (int, float, np.integer, np.floating)) for v in domain)
+    if not numeric and level != "nominal":
+        raise ValueError(f"labels {domain[:5]} have no order or distance; use level='nominal'")
+    return counts, (np.asarray(domain, dtype=np.float64) if numeric else np.arange(len(domain)))
+
+
+def _alpha_from_counts(counts: np.ndarray, value_domain: np.ndarray, level: str) -> float:
+    present = counts.sum(axis=0) > 0  # values no unit of this (re)sample holds
+    if (counts.sum(axis=1) >= 2).sum() == 0 or present.sum() < 2:
+        return float("nan")
+    return float(krippendorff.alpha(value_counts=counts[:, present], value_domain=value_domain[present],
+                                    level_of_measurement=level))
 
 
 def modality_scores(y_true: Sequence[str], y_pred: Sequence[str],

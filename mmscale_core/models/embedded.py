@@ -252,6 +252,9 @@ class EfficientNetTower(nn.Module):
             if isinstance(module, nn.Conv2d) and module.kernel_size == (1, 1) and module.groups == 1
         ]
         self._cache: OrderedDict[bytes, torch.Tensor] = OrderedDict()
+        # pooled outputs of a frozen tail (``tuning: frozen``), 1280 floats an image: a fixed function
+        # of the image too, so a step costs what a text-only step costs
+        self._pooled: dict[bytes, torch.Tensor] = {}
         self.cache_mb = cache_mb
         self._warned_full = False
         self.eval()
@@ -267,6 +270,10 @@ class EfficientNetTower(nn.Module):
     @property
     def _trunk_is_frozen(self) -> bool:
         return not any(p.requires_grad for p in self.trunk.parameters())
+
+    @property
+    def _tail_is_frozen(self) -> bool:
+        return self._trunk_is_frozen and not any(p.requires_grad for p in self.tail.parameters())
 
     def _run_trunk(self, images: list[Image.Image]) -> torch.Tensor:
         weight = self.trunk[0].weight
@@ -293,7 +300,7 @@ class EfficientNetTower(nn.Module):
         return torch.cat(out)
 
     def warm_cache(self, images: Iterable[Image.Image], chunk: int = 32) -> int:
-        """Cache the trunk features of many images, computed in batches of ``chunk``.
+        """Cache the trunk features of many images (and a frozen tail's pooled outputs), in batches of ``chunk``.
 
         Batches are several times faster than single images on CPU. The result
         depends only on the images and their order (fixed chunks), so a run
@@ -302,6 +309,7 @@ class EfficientNetTower(nn.Module):
         """
         if not self._trunk_is_frozen:
             return 0
+        images = list(images)
         pending: list[tuple[bytes, Image.Image]] = []
         done = 0
         for image in images:
@@ -314,6 +322,10 @@ class EfficientNetTower(nn.Module):
                 pending = []
         if pending:
             done += self._fill(pending)
+        if self._tail_is_frozen:  # tuning: frozen -> the pooled outputs too, in fixed chunks
+            todo = list({k: (k, im) for im in images if (k := _image_key(im)) not in self._pooled}.values())
+            for start in range(0, len(todo), chunk):
+                self._fill_pooled(todo[start:start + chunk])
         return done
 
     @torch.no_grad()
@@ -322,6 +334,16 @@ class EfficientNetTower(nn.Module):
         for (key, _), one in zip(items, feats):
             self._remember(key, one.unsqueeze(0).clone())
         return len(items)
+
+    @torch.no_grad()
+    def _fill_pooled(self, items: list[tuple[bytes, Image.Image]]) -> None:
+        """Cache a frozen tail's pooled output for ``items`` (computed together, in eval mode)."""
+        was_training = self.training
+        self.eval()  # a fixed function: no dropout / drop-path while it is computed
+        pooled = self.pool(self.tail(self.trunk_features([image for _, image in items]))).flatten(1)
+        self.train(was_training)
+        for (key, _), one in zip(items, pooled):
+            self._pooled[key] = one.clone()
 
     def _remember(self, key: bytes, feats: torch.Tensor) -> None:
         self._cache[key] = feats
@@ -334,6 +356,12 @@ class EfficientNetTower(nn.Module):
             self._cache.popitem(last=False)
 
     def forward(self, images: list[Image.Image], use_cache: bool = True) -> torch.Tensor:
+        if use_cache and self._tail_is_frozen:
+            keys = [_image_key(image) for image in images]
+            missing = list({k: (k, im) for k, im in zip(keys, images) if k not in self._pooled}.values())
+            if missing:
+                self._fill_pooled(missing)
+            return torch.stack([self._pooled[k] for k in keys])
         feats = self.trunk_features(images, use_cache=use_cache)
         return self.pool(self.tail(feats)).flatten(1)
 
