@@ -61,8 +61,12 @@ def test_training_config_merges_profile_and_cell():
     assert (config.backbone, config.objective, config.seed, config.max_list_size) == ("minilm-effnet", "bpo", 2, 3)
     assert config.epochs == 1 and config.out == "runs/x"
     default = experiments.training_config(REPO / "params.yaml", "default", run_dir="runs/x",
-                                          train_fraction=None, max_list_size=None)
-    assert default.train_fraction == 0.25 and default.max_list_size == 5  # None keeps the profile's
+                                          train_fraction=None, max_list_size=None, tuning=None)
+    # None (a notebook parameter left unset) keeps the profile's value
+    assert (default.train_fraction, default.tuning, default.epochs, default.max_list_size) == (1.0, "frozen", 4, 5)
+    ablation = experiments.training_config(REPO / "params.yaml", "default", run_dir="runs/x",
+                                           train_fraction=0.25, tuning="lora")
+    assert (ablation.train_fraction, ablation.tuning) == (0.25, "lora")
 
 
 def test_run_predictions_uses_raw_for_ranking_and_calibrated_scale_for_safety(runs_and_frame):
