@@ -3,7 +3,7 @@
 Each function returns a tidy frame with a ``source`` column, so the report
 never shows a number without saying whether it is the paper's or the
 companion's. The shift definitions (direction against the NormBank anchor,
-extreme shifts) are those of :mod:`mmscale_core.simulator.calibration`, which
+extreme shifts) are those of :mod:`mmscale_core.modality_shifts`, which
 the simulator was calibrated with; they work on any dataset in the release
 format, real or simulated.
 """
@@ -13,11 +13,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from mmscale_core import modality_shifts as shifts
 from mmscale_core import paper
 from mmscale_core.data import MODALITIES, Dataset
 from mmscale_core.metrics.agreement import krippendorff_alpha_bootstrap
 from mmscale_core.outputs import provenance_label
-from mmscale_core.simulator import calibration as shifts
 
 PAPER = provenance_label("paper")
 

@@ -27,13 +27,7 @@ from mmscale_core.models.lora import apply_lora  # noqa: E402
 TABBY_CAT, ESPRESSO = 281, 967  # ImageNet-1k class ids
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small ops: one thread is faster and immune to a busy machine's oversubscription."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _photos():

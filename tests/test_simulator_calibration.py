@@ -57,22 +57,6 @@ def test_the_report_covers_each_paper_target(table, needle):
     assert table["target"].str.contains(needle, regex=False).any()
 
 
-def test_direction_rule_follows_the_label_anchor():
-    frame = pd.DataFrame({"normbank_label": [-1, -1, 0, 0, 1, 1, None],
-                          "score": [2.4, 1.4, 3.5, 2.34, 4.0, 3.4, 3.0]})
-    got = calibration.shift_direction(frame).tolist()
-    assert got[:6] == ["neutral", "down", "up", "down", "neutral", "down"]
-    assert pd.isna(got[6])
-
-
-def test_modality_agreement_is_unanimity_by_majority_label():
-    frame = pd.DataFrame({"ratings": [[3, 3, 3]] * 4,
-                          "modalities": [["text"] * 3, ["text", "text", "image"], ["image"] * 3,
-                                         ["text", "image", "both"]]})
-    agree = calibration.modality_agreement(frame)
-    assert agree["text"] == 0.5 and agree["image"] == 1.0 and agree["both"] == 0.0
-
-
 def test_cli_report_and_real_data_mode(sim_dir, tmp_path, capsys):
     assert cli_main(["calibrate-report", str(sim_dir), "--strict", "--json", str(tmp_path / "t.json")]) == 0
     out = capsys.readouterr().out

@@ -23,13 +23,7 @@ NAMES = sorted(TINY_BUILDERS)
 REL_TOL = 1e-4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: intra-op threads only add sync overhead (and stall badly on a busy CI machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _image(seed: int, width: int, height: int) -> Image.Image:

@@ -1,17 +1,10 @@
 """Paper targets vs the measured statistics of a dataset: ``mmscale calibrate-report DIR``.
 
-Definitions (the notebooks use the same functions):
-
-* direction of a scenario: its rounded mean rating (half up) against the anchor of its
-  text-only NormBank label (-1 -> 2, 0 -> 3, +1 -> 4): ``up`` / ``neutral`` / ``down``;
-* Table 2 cell share: scenarios in a (majority modality, direction) cell, in percent
-  of all scenarios with a label (the paper's Table 2 shares of 28,586);
-* modality agreement for X-grounded items: share of items with majority label X on
-  which every annotator chose X (see ``paper.CONTRADICTIONS['modality_agreement_vs_alpha']``);
-* Krippendorff's alpha: interval for ratings, nominal for modality labels (``krippendorff``);
-* image shift (simulator only): mean rating minus the sentence's latent base
-  acceptability, averaged where the scene reinforces / contradicts the text;
-* extreme shift: rounded mean at least 3 points from the anchor.
+The measures (directions, Table 2, agreement, extreme and image shifts) are defined in
+:mod:`mmscale_core.modality_shifts`, which the notebooks use too; Krippendorff's alpha
+(interval for ratings, nominal for modality labels) is :func:`mmscale_core.metrics.krippendorff_alpha`.
+Table 2 cell share: scenarios in a (majority modality, direction) cell, in percent of all
+scenarios with a label (the paper's Table 2 shares of 28,586).
 
 Targets that need the simulator's latent truth show ``n/a`` on real data.
 """
@@ -22,104 +15,12 @@ import argparse
 import json
 from pathlib import Path
 
-import krippendorff
-import numpy as np
 import pandas as pd
 
 from mmscale_core import paper
-from mmscale_core.data import MODALITIES, majority_modality
-
-DIRECTIONS = paper.TABLE2_DIRECTIONS
-
-
-# --------------------------------------------------------------------------- measures
-
-def with_derived(frame: pd.DataFrame) -> pd.DataFrame:
-    """Add ``score`` and ``modality`` if the frame lacks them (in-memory simulator output)."""
-    if "score" in frame.columns and "modality" in frame.columns:
-        return frame
-    frame = frame.copy()
-    frame["score"] = frame["ratings"].map(lambda r: float(np.mean(r)))
-    frame["modality"] = frame["modalities"].map(majority_modality)
-    return frame
-
-
-def shift_direction(frame: pd.DataFrame) -> pd.Series:
-    """'up' / 'neutral' / 'down' per scenario (NaN where the NormBank label is missing)."""
-    anchor = frame["normbank_label"].astype("float").map(lambda v: paper.LABEL_ANCHOR.get(int(v)) if v == v else np.nan)
-    rounded = np.floor(frame["score"].astype(float) + 0.5)
-    diff = rounded - anchor
-    out = pd.Series(np.where(diff > 0, "up", np.where(diff < 0, "down", "neutral")), index=frame.index, dtype=object)
-    return out.where(anchor.notna())
-
-
-def anchor_gap(frame: pd.DataFrame) -> pd.Series:
-    """Rounded mean rating minus the label anchor (signed points)."""
-    anchor = frame["normbank_label"].astype("float").map(lambda v: paper.LABEL_ANCHOR.get(int(v)) if v == v else np.nan)
-    return np.floor(frame["score"].astype(float) + 0.5) - anchor
-
-
-def table2(frame: pd.DataFrame) -> pd.DataFrame:
-    """Counts of (majority modality x direction), the layout of the paper's Table 2."""
-    frame = with_derived(frame)
-    d = shift_direction(frame)
-    counts = pd.crosstab(frame["modality"][d.notna()], d[d.notna()])
-    counts = counts.reindex(index=list(paper.TABLE2), columns=list(DIRECTIONS), fill_value=0)
-    counts["total"] = counts.sum(axis=1)
-    return counts
-
-
-def _value_counts(lists: pd.Series, domain: list) -> np.ndarray:
-    index = {v: i for i, v in enumerate(domain)}
-    counts = np.zeros((len(lists), len(domain)))
-    for row, values in enumerate(lists):
-        for v in values:
-            counts[row, index[v]] += 1
-    return counts
-
-
-def alpha_ratings(frame: pd.DataFrame) -> float:
-    """Krippendorff's alpha (interval) of the ratings (units = scenarios)."""
-    return float(krippendorff.alpha(value_counts=_value_counts(frame["ratings"], [1, 2, 3, 4, 5]),
-                                    value_domain=[1, 2, 3, 4, 5], level_of_measurement="interval"))
-
-
-def alpha_modality(frame: pd.DataFrame) -> float:
-    """Krippendorff's alpha (nominal) of the modality labels."""
-    return float(krippendorff.alpha(value_counts=_value_counts(frame["modalities"], list(MODALITIES)),
-                                    value_domain=list(range(len(MODALITIES))), level_of_measurement="nominal"))
-
-
-def modality_agreement(frame: pd.DataFrame) -> dict[str, float]:
-    """Per majority label: share of its items on which every annotator chose that label."""
-    frame = with_derived(frame)
-    unanimous = frame["modalities"].map(lambda m: len(set(m)) == 1)
-    return {m: float(unanimous[frame["modality"] == m].mean()) for m in MODALITIES}
-
-
-def extreme_shift_rates(frame: pd.DataFrame, points: int = 3) -> pd.DataFrame:
-    """Per majority modality: count and rate of scenarios >= ``points`` from their label anchor."""
-    frame = with_derived(frame)
-    extreme = anchor_gap(frame).abs() >= points
-    g = extreme.groupby(frame["modality"])
-    return pd.DataFrame({"count": g.sum().astype(int), "rate": g.mean()}).reindex(list(MODALITIES))
-
-
-def directional_by_label(frame: pd.DataFrame) -> pd.DataFrame:
-    """Fig. 6b: counts of up / down per (majority modality, NormBank label)."""
-    frame = with_derived(frame)
-    d = shift_direction(frame)
-    keep = d.isin(["up", "down"])
-    return pd.crosstab([frame["modality"][keep], frame["normbank_label"][keep].astype(int)], d[keep])
-
-
-def image_shift(frame: pd.DataFrame, latent: pd.DataFrame) -> dict[str, float]:
-    """Mean (score - latent base acceptability) where the scene reinforces / contradicts the text."""
-    frame = with_derived(frame)
-    joined = frame[["scenario_id", "score"]].merge(latent[["scenario_id", "relation", "base_acceptability"]],
-                                                   on="scenario_id")
-    delta = joined["score"] - joined["base_acceptability"]
-    return {r: float(delta[joined["relation"] == r].mean()) for r in ("reinforce", "contradict", "neutral")}
+from mmscale_core.metrics.agreement import krippendorff_alpha
+from mmscale_core.modality_shifts import (DIRECTIONS, directional_by_label, extreme_shift_rates, image_shift,
+                                          modality_agreement, table2, with_derived)
 
 
 def measure(frame: pd.DataFrame, latent: pd.DataFrame | None = None, qc_report: dict | None = None) -> dict:
@@ -135,8 +36,8 @@ def measure(frame: pd.DataFrame, latent: pd.DataFrame | None = None, qc_report: 
         "table2_counts": t2,
         "table2_shares": {(m, d): 100.0 * t2.loc[m, d] / total for m in t2.index for d in DIRECTIONS},
         "divergent_percent": 100.0 * (1 - t2["neutral"].sum() / total),
-        "alpha_ratings": alpha_ratings(frame),
-        "alpha_modality": alpha_modality(frame),
+        "alpha_ratings": krippendorff_alpha(frame["ratings"], "interval"),
+        "alpha_modality": krippendorff_alpha(frame["modalities"], "nominal"),
         "modality_agreement": modality_agreement(frame),
         "extreme": extreme_shift_rates(frame),
         "fig6b": directional_by_label(frame),
