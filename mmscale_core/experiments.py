@@ -110,6 +110,58 @@ def ablation_runs(ablations_root: str | Path, main_root: str | Path) -> tuple[pd
     return pd.concat([ablation[~same], main], ignore_index=True), m, f
 
 
+def fig8_claims(table: pd.DataFrame, main_m: int, main_f: float, source: str) -> pd.DataFrame:
+    """The paper's two Fig. 8 claims (sec 5.2), next to what the companion's ablation table says.
+
+    ``table`` is :func:`evaluate_runs` grouped by (max_list_size, train_fraction). The paper
+    gives no numbers for Fig. 8, only words, so each claim has two rows: the paper's value where
+    it gives one (``source`` = paper), and the companion's measure of it with the CIs behind it:
+
+    * "performance saturates around m = 4": the smallest m whose NDCG@5 CI reaches the best
+      m's NDCG@5 (no later m is clearly better);
+    * "at f = 50%, NDCG@5 retains most of the full-set score": the share of the main run's
+      NDCG@5 above chance that the f = 50% run keeps, (N(0.5) - chance) / (N(main) - chance);
+    * "... with a lower Unsafe rate": Unsafe Rate at f = 50% minus at the main run's f.
+    """
+    from mmscale_core import paper
+    from mmscale_core.outputs import provenance_label
+
+    def cell(metric: str, m: int, f: float) -> pd.Series | None:
+        rows = table[(table["metric"] == metric) & (table["max_list_size"] == m) & (table["train_fraction"] == f)]
+        return None if rows.empty else rows.iloc[0]
+
+    def fmt(row: pd.Series) -> str:
+        return f"{row['value']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
+
+    by_m = table[(table["metric"] == "NDCG@5") & (table["train_fraction"] == main_f)].sort_values("max_list_size")
+    best = by_m.loc[by_m["value"].idxmax()] if not by_m.empty else None
+    saturating = by_m[by_m["ci_high"] >= best["value"]]["max_list_size"].min() if best is not None else None
+    m_values = "; ".join(f"m={int(row['max_list_size'])}: {fmt(row)}" for _, row in by_m.iterrows())
+    half_f = paper.STATISTICS["data_efficiency_fraction"]
+    ndcg_half, ndcg_main = cell("NDCG@5", main_m, half_f), cell("NDCG@5", main_m, main_f)
+    unsafe_half, unsafe_main = cell("Unsafe Rate", main_m, half_f), cell("Unsafe Rate", main_m, main_f)
+    have_ndcg = ndcg_half is not None and ndcg_main is not None
+    have_unsafe = unsafe_half is not None and unsafe_main is not None
+    kept = ((ndcg_half["value"] - ndcg_half["chance"]) / (ndcg_main["value"] - ndcg_main["chance"])
+            if have_ndcg else float("nan"))
+    claims = [
+        ("NDCG@5 saturates around list size m", f"m = {paper.STATISTICS['ranking_saturation_list_size']}",
+         f"m = {saturating}" if saturating is not None else "n/a", m_values or "n/a"),
+        (f"at f = {half_f:.0%}, NDCG@5 retains most of the full-set score above chance",
+         "most (no number given)", f"{kept:.0%}" if kept == kept else "n/a",
+         f"f={half_f:g}: {fmt(ndcg_half)}; f={main_f:g}: {fmt(ndcg_main)}; chance {ndcg_main['chance']:.3f}"
+         if have_ndcg else "n/a"),
+        (f"at f = {half_f:.0%}, a lower Unsafe Rate than the full set", "lower (no number given)",
+         f"{unsafe_half['value'] - unsafe_main['value']:+.3f}" if have_unsafe else "n/a",
+         f"f={half_f:g}: {fmt(unsafe_half)}; f={main_f:g}: {fmt(unsafe_main)}" if have_unsafe else "n/a"),
+    ]
+    rows = []
+    for claim, theirs, ours, evidence in claims:
+        rows.append((claim, provenance_label("paper"), theirs, "sec 5.2, Fig. 8"))
+        rows.append((claim, source, ours, evidence))
+    return pd.DataFrame(rows, columns=["claim", "source", "value", "evidence (95% CI)"])
+
+
 def evaluate_runs(runs: pd.DataFrame, frame: pd.DataFrame, group_by: tuple[str, ...] = ("backbone", "objective"),
                   **evaluate_kwargs: Any) -> pd.DataFrame:
     """All Table 3/4 metrics per group of runs (seeds averaged), with CI, chance and oracle."""

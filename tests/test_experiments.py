@@ -112,6 +112,37 @@ def test_modality_ablation_and_calibration_and_table5(runs_and_frame):
     assert t5["accuracy"].between(0, 1).all()
 
 
+def _ablation_table(rows):
+    """(m, f, metric, value, ci_low, ci_high, chance) -> the shape evaluate_runs returns."""
+    return pd.DataFrame(rows, columns=["max_list_size", "train_fraction", "metric", "value", "ci_low",
+                                       "ci_high", "chance"])
+
+
+def test_fig8_claims_read_saturation_retention_and_unsafe_change():
+    table = _ablation_table([
+        (1, 1.0, "NDCG@5", 0.86, 0.85, 0.87, 0.86),
+        (2, 1.0, "NDCG@5", 0.90, 0.89, 0.91, 0.86),
+        (3, 1.0, "NDCG@5", 0.94, 0.935, 0.955, 0.86),   # CI reaches the best (0.95): saturated at m = 3
+        (4, 1.0, "NDCG@5", 0.945, 0.94, 0.96, 0.86),
+        (5, 1.0, "NDCG@5", 0.95, 0.94, 0.96, 0.86),
+        (5, 0.5, "NDCG@5", 0.93, 0.92, 0.94, 0.86),     # keeps (0.93 - 0.86) / (0.95 - 0.86) = 78%
+        (5, 1.0, "Unsafe Rate", 0.20, 0.18, 0.22, 0.5),
+        (5, 0.5, "Unsafe Rate", 0.23, 0.21, 0.25, 0.5),
+    ])
+    claims = experiments.fig8_claims(table, main_m=5, main_f=1.0, source="companion, simulated data")
+    assert list(claims.columns) == ["claim", "source", "value", "evidence (95% CI)"]
+    ours = claims[claims["source"] == "companion, simulated data"]
+    assert ours["value"].tolist() == ["m = 3", "78%", "+0.030"]
+    assert claims.loc[claims["source"] == "paper (transcribed)", "value"].iloc[0] == "m = 4"
+    assert "m=1: 0.860 [0.850, 0.870]" in ours["evidence (95% CI)"].iloc[0]
+
+
+def test_fig8_claims_say_n_a_without_the_half_fraction_run():
+    table = _ablation_table([(m, 1.0, "NDCG@5", 0.9, 0.89, 0.91, 0.86) for m in (2, 5)])
+    claims = experiments.fig8_claims(table, main_m=5, main_f=1.0, source="companion, real data")
+    assert claims.loc[claims["source"] == "companion, real data", "value"].tolist() == ["m = 2", "n/a", "n/a"]
+
+
 def test_missing_predictions_are_a_clear_error(runs_and_frame):
     runs, _, scenarios = runs_and_frame
     extra = pd.concat([scenarios, scenarios.iloc[:1].assign(scenario_id="new", split="test")])
