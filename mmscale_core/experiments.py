@@ -403,7 +403,9 @@ HEADLINE_METRICS = ("NDCG@5", "MRR", "Unsafe Rate", "AUC-Safety")
 
 def headline_table(companion: pd.DataFrame, source: str) -> pd.DataFrame:
     """One row per (source, supervision): the paper's mean over its four VLMs, and the companion's
-    value with its 95% CI and the chance level of a random scorer, per Table 3 metric."""
+    value with its 95% CI and the chance level of a random scorer, per Table 3 metric.
+
+    Rows follow the paper's order of objectives (Ours first), not the runs' directory order."""
     paper = paper_table3()
     rows = []
     for objective in PAPER_SUPERVISION:
@@ -412,7 +414,10 @@ def headline_table(companion: pd.DataFrame, source: str) -> pd.DataFrame:
             values = paper[(paper["objective"] == objective) & (paper["metric"] == metric)]["value"]
             row[metric] = f"{values.mean():.2f}"
         rows.append(row)
-    for (backbone, objective), group in companion.groupby(["backbone", "objective"], sort=False):
+    order = {objective: i for i, objective in enumerate(OBJECTIVE_LABELS)}
+    groups = sorted(companion.groupby(["backbone", "objective"], sort=False),
+                    key=lambda item: order.get(item[0][1], len(order)))
+    for (backbone, objective), group in groups:
         row = {"source": f"{source}: {backbone}", "supervision": OBJECTIVE_LABELS.get(objective, objective)}
         by_metric = group.set_index("metric")
         for metric in HEADLINE_METRICS:

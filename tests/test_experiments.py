@@ -143,6 +143,19 @@ def test_fig8_claims_say_n_a_without_the_half_fraction_run():
     assert claims.loc[claims["source"] == "companion, real data", "value"].tolist() == ["m = 2", "n/a", "n/a"]
 
 
+def test_headline_table_puts_ours_first_with_ci_and_chance(runs_and_frame):
+    runs, frame, _ = runs_and_frame
+    companion = experiments.evaluate_runs(runs, frame, n_boot=50)
+    assert companion["objective"].drop_duplicates().tolist() == ["bce", "lipo"]   # the runs' directory order
+    headline = experiments.headline_table(companion, "companion, simulated data")
+    ours = headline[headline["source"].str.startswith("companion")]
+    assert ours["supervision"].tolist() == ["Ours (Listwise PO)", "BCE (Binary Class.)"]
+    assert headline["source"].iloc[0] == "paper (mean of 4 VLMs)" and len(headline) == 5
+    lipo_ndcg = companion[(companion["objective"] == "lipo") & (companion["metric"] == "NDCG@5")].iloc[0]
+    assert ours["NDCG@5"].iloc[0] == (f"{lipo_ndcg['value']:.2f} [{lipo_ndcg['ci_low']:.2f}, "
+                                      f"{lipo_ndcg['ci_high']:.2f}] (chance {lipo_ndcg['chance']:.2f})")
+
+
 def test_missing_predictions_are_a_clear_error(runs_and_frame):
     runs, _, scenarios = runs_and_frame
     extra = pd.concat([scenarios, scenarios.iloc[:1].assign(scenario_id="new", split="test")])
