@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -38,10 +37,11 @@ def run(runs: int = 3) -> dict[str, float]:
     import nbformat
 
     from mmscale_core import warm_kernel
+    from mmscale_core.notebook_runner import import_papermill
 
     if not warm_kernel.enabled():
         raise SystemExit("the warm kernel is off (MMSCALE_WARM_KERNEL=0 or not Linux): nothing to compare")
-    sys.modules.setdefault("rfc3987_syntax", None)  # as the notebook runner does
+    import_papermill()  # as the notebook runner imports it
     warm_name = warm_kernel.kernel_name()
     saved = os.environ.get("MMSCALE_WARM_KERNEL_ADDRESS")
     os.environ["MMSCALE_WARM_KERNEL_ADDRESS"] = f"mmscale-bench-{os.getpid()}"  # a fresh zygote, ours alone

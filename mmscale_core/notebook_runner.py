@@ -53,13 +53,22 @@ def parse_assignments(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def import_papermill():
+    """papermill, imported without the ~2 s that rfc3987-syntax would add to every stage.
+
+    jsonschema (via nbformat) imports rfc3987-syntax 1.1 if present, which builds a grammar at
+    import (python-jsonschema#1521); notebooks never hold IRIs to check, so it is skipped.
+    """
+    sys.modules.setdefault("rfc3987_syntax", None)
+    import papermill
+
+    return papermill
+
+
 def run_notebook(name: str, params_file: str | Path = "params.yaml", profile_name: str | None = None,
                  notebook_dir: str | Path = NOTEBOOK_DIR, output: str | Path | None = None,
                  extra: dict[str, Any] | None = None) -> Path:
-    # jsonschema (via nbformat) imports rfc3987-syntax 1.1 if present, which builds a grammar at
-    # import (~2 s a stage; python-jsonschema#1521); notebooks never hold IRIs to check: skip it.
-    sys.modules.setdefault("rfc3987_syntax", None)
-    import papermill as pm
+    pm = import_papermill()
     from papermill.exceptions import PapermillExecutionError
 
     from mmscale_core.warm_kernel import kernel_name

@@ -323,7 +323,7 @@ class EfficientNetTower(nn.Module):
         if pending:
             done += self._fill(pending)
         if self._tail_is_frozen:  # tuning: frozen -> the pooled outputs too, in fixed chunks
-            todo = list({k: (k, im) for im in images if (k := _image_key(im)) not in self._pooled}.values())
+            todo = self._not_pooled((_image_key(image), image) for image in images)
             for start in range(0, len(todo), chunk):
                 self._fill_pooled(todo[start:start + chunk])
         return done
@@ -334,6 +334,10 @@ class EfficientNetTower(nn.Module):
         for (key, _), one in zip(items, feats):
             self._remember(key, one.unsqueeze(0).clone())
         return len(items)
+
+    def _not_pooled(self, keyed: Iterable[tuple[bytes, Image.Image]]) -> list[tuple[bytes, Image.Image]]:
+        """The distinct (key, image) pairs whose pooled output is not cached yet, in first-seen order."""
+        return list({key: (key, image) for key, image in keyed if key not in self._pooled}.values())
 
     @torch.no_grad()
     def _fill_pooled(self, items: list[tuple[bytes, Image.Image]]) -> None:
@@ -358,7 +362,7 @@ class EfficientNetTower(nn.Module):
     def forward(self, images: list[Image.Image], use_cache: bool = True) -> torch.Tensor:
         if use_cache and self._tail_is_frozen:
             keys = [_image_key(image) for image in images]
-            missing = list({k: (k, im) for k, im in zip(keys, images) if k not in self._pooled}.values())
+            missing = self._not_pooled(zip(keys, images))
             if missing:
                 self._fill_pooled(missing)
             return torch.stack([self._pooled[k] for k in keys])
