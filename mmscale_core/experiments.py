@@ -401,6 +401,19 @@ def real_image_validation(runs: pd.DataFrame, synthetic, photo, min_images: int 
 HEADLINE_METRICS = ("NDCG@5", "MRR", "Unsafe Rate", "AUC-Safety")
 
 
+def metric_cell(row: pd.Series, digits: int = 3) -> str:
+    """One metric of an :func:`evaluate_runs` row as 'value [ci_low, ci_high] (chance c)'."""
+    return (f"{row['value']:.{digits}f} [{row['ci_low']:.{digits}f}, {row['ci_high']:.{digits}f}] "
+            f"(chance {row['chance']:.{digits}f})")
+
+
+def metrics_wide(table: pd.DataFrame, index: list[str], digits: int = 3) -> pd.DataFrame:
+    """An :func:`evaluate_runs` table for display: a column per metric, each cell with its CI and
+    chance level, so no ranking metric is shown without what a random scorer would get."""
+    cells = table.assign(cell=[metric_cell(row, digits) for _, row in table.iterrows()])
+    return cells.pivot_table(index=index, columns="metric", values="cell", aggfunc="first", sort=False)
+
+
 def headline_table(companion: pd.DataFrame, source: str) -> pd.DataFrame:
     """One row per (source, supervision): the paper's mean over its four VLMs, and the companion's
     value with its 95% CI and the chance level of a random scorer, per Table 3 metric.
@@ -421,7 +434,6 @@ def headline_table(companion: pd.DataFrame, source: str) -> pd.DataFrame:
         row = {"source": f"{source}: {backbone}", "supervision": OBJECTIVE_LABELS.get(objective, objective)}
         by_metric = group.set_index("metric")
         for metric in HEADLINE_METRICS:
-            r = by_metric.loc[metric]
-            row[metric] = f"{r['value']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}] (chance {r['chance']:.2f})"
+            row[metric] = metric_cell(by_metric.loc[metric], digits=2)
         rows.append(row)
     return pd.DataFrame(rows)

@@ -156,6 +156,17 @@ def test_headline_table_puts_ours_first_with_ci_and_chance(runs_and_frame):
                                       f"{lipo_ndcg['ci_high']:.2f}] (chance {lipo_ndcg['chance']:.2f})")
 
 
+def test_metrics_wide_shows_every_metric_with_its_ci_and_chance(runs_and_frame):
+    runs, frame, _ = runs_and_frame
+    table = experiments.evaluate_runs(runs, frame, n_boot=50)
+    wide = experiments.metrics_wide(table, ["backbone", "objective"])
+    assert list(wide.columns) == ["NDCG@5", "MRR", "Kendall tau", "Unsafe Rate", "AUC-Safety"]
+    assert wide.index.tolist() == [("minilm-effnet", "bce"), ("minilm-effnet", "lipo")]
+    mrr = table[(table["objective"] == "lipo") & (table["metric"] == "MRR")].iloc[0]
+    assert wide.loc[("minilm-effnet", "lipo"), "MRR"] == (
+        f"{mrr['value']:.3f} [{mrr['ci_low']:.3f}, {mrr['ci_high']:.3f}] (chance {mrr['chance']:.3f})")
+
+
 def test_missing_predictions_are_a_clear_error(runs_and_frame):
     runs, _, scenarios = runs_and_frame
     extra = pd.concat([scenarios, scenarios.iloc[:1].assign(scenario_id="new", split="test")])
