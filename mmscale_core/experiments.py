@@ -281,9 +281,30 @@ def compare_modalities(runs: pd.DataFrame, frame: pd.DataFrame, reference: str =
     return pd.concat(tables, ignore_index=True)
 
 
+def uncalibrated_scale(runs: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with a ``raw:<run>`` column per run: its scores before any isotonic map.
+
+    Objectives trained on the 1-5 scale keep their raw score; the others' raw scores (logits on
+    no scale) are stretched linearly from their own range onto 1-5, a map that uses no human
+    label, so their reliability curve shows the objective's calibration, not the map's."""
+    import numpy as np
+
+    out = frame.copy()
+    for run in runs.itertuples():
+        raw = out[f"pred:{run.run}"].to_numpy(dtype=float)
+        if not objective_on_scale(run.objective):
+            low, high = np.nanmin(raw), np.nanmax(raw)
+            raw = 1.0 + 4.0 * (raw - low) / (high - low) if high > low else np.full_like(raw, 3.0)
+        out[f"raw:{run.run}"] = raw
+    return out
+
+
 def calibration_by_objective(runs: pd.DataFrame, frame: pd.DataFrame, n_bins: int = 10, n_boot: int = 200,
-                             seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Fig. 9: reliability curves and ECE (95% CI, bootstrap over images) per objective, seeds pooled."""
+                             seed: int = 0, column: str = "scale") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Fig. 9: reliability curves and ECE (95% CI, bootstrap over images) per objective, seeds pooled.
+
+    ``column`` picks the scores: ``scale`` (what the safety metrics read) or ``raw``
+    (:func:`uncalibrated_scale`)."""
     import numpy as np
 
     from mmscale_core.metrics import expected_calibration_error, reliability_curve
@@ -295,7 +316,7 @@ def calibration_by_objective(runs: pd.DataFrame, frame: pd.DataFrame, n_bins: in
     for objective, group in runs.groupby("objective", sort=False):
         label = OBJECTIVE_LABELS.get(objective, objective)
         y_true = np.tile(frame["score"].to_numpy(), len(group))
-        y_pred = np.concatenate([frame[f"scale:{r}"].to_numpy() for r in group["run"]])
+        y_pred = np.concatenate([frame[f"{column}:{r}"].to_numpy() for r in group["run"]])
         curves.append(reliability_curve(y_true, y_pred, n_bins).assign(objective=label))
         boots = []
         for _ in range(n_boot):
@@ -303,7 +324,8 @@ def calibration_by_objective(runs: pd.DataFrame, frame: pd.DataFrame, n_bins: in
             weight = np.tile(draws[inverse], len(group))  # an image drawn k times counts k times
             boots.append(expected_calibration_error(np.repeat(y_true, weight), np.repeat(y_pred, weight), n_bins))
         rows.append({"objective": label, "value": expected_calibration_error(y_true, y_pred, n_bins),
-                     "ci_low": float(np.quantile(boots, 0.025)), "ci_high": float(np.quantile(boots, 0.975)),
+                     "ci_low": float(np.quantile(boots, 0.025)) if boots else float("nan"),
+                     "ci_high": float(np.quantile(boots, 0.975)) if boots else float("nan"),
                      "n_seeds": len(group), "n_boot": n_boot})
     return pd.concat(curves, ignore_index=True), pd.DataFrame(rows)
 
@@ -402,9 +424,16 @@ HEADLINE_METRICS = ("NDCG@5", "MRR", "Unsafe Rate", "AUC-Safety")
 
 
 def metric_cell(row: pd.Series, digits: int = 3) -> str:
-    """One metric of an :func:`evaluate_runs` row as 'value [ci_low, ci_high] (chance c)'."""
-    return (f"{row['value']:.{digits}f} [{row['ci_low']:.{digits}f}, {row['ci_high']:.{digits}f}] "
-            f"(chance {row['chance']:.{digits}f})")
+    """One metric of an :func:`evaluate_runs` row as 'value [ci_low, ci_high] (chance c)';
+    "—" where the metric is undefined, and no interval or chance part where that one is."""
+    from mmscale_core.display import MISSING
+
+    if pd.isna(row["value"]):
+        return MISSING
+    text = f"{row['value']:.{digits}f}"
+    if not (pd.isna(row["ci_low"]) or pd.isna(row["ci_high"])):
+        text += f" [{row['ci_low']:.{digits}f}, {row['ci_high']:.{digits}f}]"
+    return text + ("" if pd.isna(row["chance"]) else f" (chance {row['chance']:.{digits}f})")
 
 
 def metrics_wide(table: pd.DataFrame, index: list[str], digits: int = 3) -> pd.DataFrame:

@@ -21,6 +21,14 @@ PROVENANCE = {
 }
 
 
+class SavedFiles(list):
+    """The paths a save call wrote: a plain list, which a notebook cell ending in the call does
+    not print (the figure or table is already on the page; ``[PosixPath(...)]`` is noise)."""
+
+    def _ipython_display_(self) -> None:
+        return None
+
+
 def provenance_label(kind: str) -> str:
     try:
         return PROVENANCE[kind]
@@ -34,12 +42,12 @@ def data_provenance(profile: dict) -> str:
 
 
 def save_figure(fig, name: str, provenance: str, out_dir: str | Path = "figures",
-                dpi: int = 150) -> list[Path]:
+                dpi: int = 150) -> SavedFiles:
     """Write ``fig`` as NAME.png and NAME.svg with a provenance footnote in the corner."""
     out_dir = Path(out_dir)
     stamp = provenance_label(provenance) if provenance == "paper" else f"companion numbers: {provenance} data"
     fig.text(0.995, 0.005, stamp, ha="right", va="bottom", fontsize=7, color="0.45")
-    paths = []
+    paths = SavedFiles()
     for ext in ("png", "svg"):
         target = out_dir / f"{name}.{ext}"
         with atomic_path(target) as tmp:
@@ -49,7 +57,7 @@ def save_figure(fig, name: str, provenance: str, out_dir: str | Path = "figures"
 
 
 def save_table(frame: pd.DataFrame, name: str, out_dir: str | Path = "tables",
-               caption: str | None = None, floatfmt: str = ".3f") -> list[Path]:
+               caption: str | None = None, floatfmt: str = ".3f") -> SavedFiles:
     """Write NAME.csv and NAME.md. The frame must carry a ``source`` column (see ``PROVENANCE``)."""
     if "source" not in frame.columns:
         raise ValueError(f"table {name!r} needs a 'source' column saying where each number comes from")
@@ -59,4 +67,4 @@ def save_table(frame: pd.DataFrame, name: str, out_dir: str | Path = "tables",
         frame.to_csv(tmp, index=False)
     md = frame.to_markdown(index=False, floatfmt=floatfmt)
     write_text(md_path, (f"{caption}\n\n" if caption else "") + md + "\n")
-    return [csv_path, md_path]
+    return SavedFiles([csv_path, md_path])

@@ -23,7 +23,9 @@ PAPER_COLOR = "#9a9a9a"
 
 def use_style() -> None:
     sns.set_theme(context="notebook", style="whitegrid", font_scale=0.95)
-    plt.rcParams.update({"figure.dpi": 110, "axes.titleweight": "semibold", "axes.spines.right": False,
+    # "bold", not "semibold": DejaVu Sans (matplotlib's bundled font) has no 600 weight, and asking
+    # for one prints a findfont warning into every page that draws a title
+    plt.rcParams.update({"figure.dpi": 110, "axes.titleweight": "bold", "axes.spines.right": False,
                          "axes.spines.top": False})
 
 
@@ -120,18 +122,93 @@ def metric_curves(frame: pd.DataFrame, x: str, title: str, xlabel: str,
     return fig
 
 
-def reliability_diagram(curves: pd.DataFrame, title: str = "Reliability diagram") -> plt.Figure:
+def reliability_diagram(curves: pd.DataFrame, title: str = "Reliability diagram",
+                        uncalibrated: pd.DataFrame | None = None) -> plt.Figure:
     """Fig. 9a: observed vs predicted acceptability per objective; the diagonal is perfect calibration.
 
-    ``curves`` columns: objective, predicted, observed, count.
+    ``curves`` columns: objective, predicted, observed, count. With ``uncalibrated`` (same
+    columns, the scores before any isotonic map) a second panel shows those curves, because
+    an isotonic map fitted on the training split puts its objective near the diagonal by
+    construction and the first panel alone would hide how the objective itself is calibrated.
     """
-    fig, ax = plt.subplots(figsize=(4.8, 4.6))
-    ax.plot([0, 1], [0, 1], ls="--", color="0.5", lw=1, label="perfect calibration")
-    for name, g in curves.groupby("objective", sort=False):
-        ax.plot(g["predicted"], g["observed"], marker="o", label=name)
-    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="predicted acceptability", ylabel="observed acceptability",
-           title=title)
-    ax.legend(fontsize=8)
+    panels = [(curves, "as evaluated (isotonic map where no 1-5 scale)")]
+    if uncalibrated is not None:
+        panels.append((uncalibrated, "uncalibrated scores"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.8 * len(panels), 4.6), squeeze=False, sharey=True)
+    for ax, (frame, subtitle) in zip(axes[0], panels):
+        ax.plot([0, 1], [0, 1], ls="--", color="0.5", lw=1, label="perfect calibration")
+        for name, g in frame.groupby("objective", sort=False):
+            ax.plot(g["predicted"], g["observed"], marker="o", label=name)
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="predicted acceptability", ylabel="observed acceptability",
+               title=subtitle if len(panels) > 1 else title)
+        ax.legend(fontsize=8)
+    if len(panels) > 1:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def paper_vs_companion_panels(frame: pd.DataFrame, title: str, metrics: Sequence[str] | None = None) -> plt.Figure:
+    """Small multiples of Table 3: one panel per metric, objectives on x, one bar per source.
+
+    ``frame`` columns: metric, objective (a display label), source, value, optional ci_low/ci_high
+    and chance (drawn as a short dashed line over each companion bar). The legend sits below
+    the panels, never over the bars.
+    """
+    metrics = list(metrics or dict.fromkeys(frame["metric"]))
+    sources = list(dict.fromkeys(frame["source"]))
+    objectives = list(dict.fromkeys(frame["objective"]))
+    colors = iter(sns.color_palette())
+    palette = {s: PAPER_COLOR if s.startswith("paper") else next(colors) for s in sources}
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.6), squeeze=False)
+    width = 0.8 / len(sources)
+    for ax, metric in zip(axes[0], metrics):
+        sub = frame[frame["metric"] == metric]
+        for j, source in enumerate(sources):
+            part = sub[sub["source"] == source].set_index("objective").reindex(objectives)
+            x = np.arange(len(objectives)) - 0.4 + width * (j + 0.5)
+            ax.bar(x, part["value"], width=width, color=palette[source], label=source,
+                   hatch="//" if source.startswith("paper") else None, edgecolor="white")
+            _errorbars(ax, x, part.reset_index())
+            if "chance" in part.columns and part["chance"].notna().any():
+                ax.hlines(part["chance"], x - width / 2, x + width / 2, colors="0.2", linestyles="--", lw=1,
+                          label="chance" if j == len(sources) - 1 else None)
+        ax.set_xticks(np.arange(len(objectives)), objectives, rotation=30, ha="right", fontsize=8)
+        ax.set(title=metric, xlabel="", ylabel="")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    fig.legend(unique.values(), unique.keys(), loc="lower center", ncol=min(4, len(unique)), fontsize=8,
+               frameon=False, bbox_to_anchor=(0.5, -0.02))
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    return fig
+
+
+def safety_threshold_curves(table: pd.DataFrame, title: str, mark: float | None = None,
+                            metrics: Sequence[str] = ("Unsafe Rate", "AUC-Safety")) -> plt.Figure:
+    """Sec. 5.2: Unsafe Rate and AUC-Safety vs the unsafe threshold t, one line per objective.
+
+    ``table`` columns: threshold, objective (a label), metric, value, ci_low, ci_high, chance.
+    CI bands per objective; each objective's chance level as a dotted line of its colour (the
+    chance Unsafe Rate depends on the objective's own score distribution); ``mark`` draws a
+    vertical line at the paper's threshold.
+    """
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 3.8), squeeze=False)
+    for ax, name in zip(axes[0], metrics):
+        sub = table[table["metric"] == name]
+        for label, g in sub.groupby("objective", sort=False):
+            g = g.sort_values("threshold")
+            line, = ax.plot(g["threshold"], g["value"], marker="o", label=label)
+            ax.fill_between(g["threshold"], g["ci_low"], g["ci_high"], alpha=0.15, color=line.get_color())
+            if g["chance"].notna().any():
+                ax.plot(g["threshold"], g["chance"], ls=":", lw=1.2, color=line.get_color())
+        if mark is not None:
+            ax.axvline(mark, color="0.3", lw=1, ls="--", label=f"paper's t = {mark:g}")
+        ax.plot([], [], ls=":", color="0.4", label="chance (dotted, per objective)")
+        ax.set(title=name, xlabel="unsafe threshold t (human score <= t is unsafe)", ylabel=name)
+        ax.set_xticks(sorted(sub["threshold"].unique()))
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
     fig.tight_layout()
     return fig
 
