@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine:
 #   make repro   -> build .venv, run the DVC pipeline (embedded default), build the report
 #   make test    -> build .venv, run the test suite (what .ci/run calls)
+# The venv gets the exact versions of requirements.lock; LOCK=0 resolves pyproject.toml's ranges.
 # GPU users: make repro TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
 
 PYTHON     ?= python3
@@ -8,10 +9,22 @@ VENV       ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 PROFILE    ?= default
 EXTRAS     ?= all
+LOCK       ?= 1
 PYTEST_ARGS ?=
 
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.mmscale-installed
+# requirements.lock: the exact versions the embedded default ran with (this platform); LOCK=0
+# installs from pyproject.toml's ranges instead
+LOCK_FILE := requirements.lock
+ifeq ($(LOCK),1)
+LOCK_ARGS := -c $(LOCK_FILE)
+endif
+# the tools `make repro` runs (a test substitutes `echo` to check the profile logic)
+DVC     ?= PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc
+MMSCALE ?= $(VENV)/bin/mmscale
+# the profile params.yaml names now (what the workspace's outputs were made with)
+CURRENT_PROFILE = $(shell sed -n 's/^profile:[[:space:]]*\([A-Za-z0-9_-]*\).*/\1/p' params.yaml)
 
 .PHONY: install repro test lab site clean-venv
 
@@ -22,22 +35,26 @@ $(PY):
 
 # torch first, pinned (overridable), then the package; the constraint keeps pip
 # from replacing that torch (or picking a torchvision built for another one).
-$(STAMP): pyproject.toml | $(PY)
+$(STAMP): pyproject.toml $(LOCK_FILE) | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
 	$(PY) -m pip install --quiet $(TORCH_SPEC)
 	$(PY) -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > $(VENV)/torch-constraint.txt
-	$(PY) -m pip install --quiet -c $(VENV)/torch-constraint.txt -e ".[$(EXTRAS)]"
+	$(PY) -m pip install --quiet -c $(VENV)/torch-constraint.txt $(LOCK_ARGS) -e ".[$(EXTRAS)]"
 	@touch $(STAMP)
 
-# `dvc repro` runs the profile named in params.yaml (default); another profile is
-# selected with DVC's parameter override (which writes it into params.yaml).
+# The profile is explicit both ways: `make repro` is the default profile, `make repro
+# PROFILE=smoke` the smoke one, whatever a previous run left in params.yaml. When params.yaml
+# already names PROFILE this is `dvc repro`; otherwise `dvc exp run -S profile=PROFILE` (no
+# --temp: the outputs must land in this workspace for the report), which writes the profile
+# into params.yaml, so that file always says which profile the workspace's outputs come from.
 repro: $(STAMP)
-ifeq ($(PROFILE),default)
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro
-else
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc exp run -S profile=$(PROFILE)
-endif
-	$(VENV)/bin/mmscale site --strict
+	@echo "make repro: profile $(PROFILE) (params.yaml had: $(CURRENT_PROFILE); pick another with PROFILE=NAME)"
+	@if [ "$(CURRENT_PROFILE)" = "$(PROFILE)" ]; then \
+		echo "$(DVC) repro"; $(DVC) repro; \
+	else \
+		echo "$(DVC) exp run -S profile=$(PROFILE)"; $(DVC) exp run -S profile=$(PROFILE); \
+	fi
+	$(MMSCALE) site --strict
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

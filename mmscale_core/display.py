@@ -103,3 +103,17 @@ def _is_count(column: pd.Series) -> bool:
 def display_table(frame: pd.DataFrame, caption: str | None = None, digits: int = 3) -> Table:
     """A frame as the report shows tables (see the module docstring); end a notebook cell with it."""
     return Table(table_cells(frame, digits), caption)
+
+
+def quiet_progress_bars() -> None:
+    """No library progress bars in an executed notebook: a page is read after the run, and
+    tqdm's bars (transformers' "Loading weights", the hub's downloads) land on it as stderr.
+    The CLI keeps its bars; mmscale's own loops take ``progress=False`` instead."""
+    import os
+
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        return
+    hf_logging.disable_progress_bar()

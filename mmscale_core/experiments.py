@@ -360,13 +360,15 @@ def paper_table5() -> pd.DataFrame:
                          for k, v in paper.TABLE5.items()])
 
 
-def metrics_summary(table: pd.DataFrame) -> dict[str, dict[str, float | None]]:
-    """``{backbone/objective: {metric: value, "metric chance": value}}`` for ``dvc metrics show``."""
-    out: dict[str, dict[str, float | None]] = {}
-    for row in table.itertuples():
-        entry = out.setdefault(f"{row.backbone}/{row.objective}", {})
-        entry[row.metric] = None if pd.isna(row.value) else round(float(row.value), 4)
-        entry[f"{row.metric} chance"] = None if pd.isna(row.chance) else round(float(row.chance), 4)
+def metrics_summary(table: pd.DataFrame) -> dict[str, dict[str, dict[str, float | None]]]:
+    """One block per backbone/objective for ``dvc metrics show``: ``{"backbone-objective": {metric:
+    {value, ci_low, ci_high, chance}}}``. The notebook writes each block to its own file, so the
+    command prints one row per objective (with its CIs) instead of one line of every number."""
+    out: dict[str, dict[str, dict[str, float | None]]] = {}
+    for _, row in table.iterrows():
+        entry = out.setdefault(f"{row['backbone']}-{row['objective']}", {})
+        entry[row["metric"]] = {key: None if key not in row or pd.isna(row[key]) else round(float(row[key]), 4)
+                                for key in ("value", "ci_low", "ci_high", "chance")}
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -12,9 +13,29 @@ return Array.from(document.images).map(i => [i.getAttribute('src').slice(0, 80),
 """
 LINKS_JS = "return Array.from(document.querySelectorAll('a[href]')).map(a => a.href);"
 
+# What a notebook dump leaves on a page and a reader should never see. stderr outputs as the
+# three renderers mark them (nbconvert's classic and lab templates, Quarto), a pandas HTML repr
+# (index column, raw floats), and bare Python reprs / missing values in the visible text.
+STDERR_MARKUP = ("output_stderr", "application/vnd.jupyter.stderr", "cell-output-stderr")
+RAW_DATAFRAME_MARKUP = 'class="dataframe"'
+TEXT_LEAKS = re.compile(r"PosixPath\(|WindowsPath\(|<Figure size|<Axes:|dtype: |<matplotlib\.|object at 0x[0-9a-f]+"
+                        r"|\bNaN\b|\bnan\b|Traceback \(most recent call last\)")
+
+
+def page_leaks(source: str, text: str) -> list[str]:
+    """What of a notebook dump a page shows: ``source`` is its HTML, ``text`` what a reader sees."""
+    leaks = [f"stderr output ({marker})" for marker in STDERR_MARKUP if marker in source]
+    if RAW_DATAFRAME_MARKUP in source:
+        leaks.append("a raw DataFrame (use mmscale_core.display.display_table)")
+    for match in TEXT_LEAKS.finditer(text):
+        context = text[max(0, match.start() - 40):match.end() + 40].replace("\n", " ")
+        leaks.append(f"{match.group(0)!r} in '...{context}...'")
+    return leaks
+
 
 def check_site(site: Path, screenshot: Path) -> dict[str, int]:
-    """Every page loads, every image decodes, every local link resolves; screenshot of index."""
+    """Every page loads, shows no stderr / raw DataFrame / bare repr / NaN (``page_leaks``), every
+    image decodes, every local link resolves; screenshot of index."""
     pages = sorted(site.rglob("*.html"))
     assert (site / "index.html") in pages, f"no index.html in {site}"
     driver = chrome_driver()
@@ -24,6 +45,8 @@ def check_site(site: Path, screenshot: Path) -> dict[str, int]:
             driver.get(page.resolve().as_uri())
             assert driver.execute_script("return document.readyState") == "complete", page
             assert driver.title.strip(), f"{page}: empty <title>"
+            leaks = page_leaks(driver.page_source, driver.find_element("tag name", "body").text)
+            assert not leaks, f"{page}: reads like a notebook dump: {leaks[:5]}"
             broken = [src for src, ok in driver.execute_script(IMAGES_JS) if not ok]
             assert not broken, f"{page}: images that do not decode: {broken}"
             n_images += len(driver.execute_script(IMAGES_JS))

@@ -181,8 +181,9 @@ def test_paper_tables_and_metrics_summary():
     assert len(t3) == 4 * 3 * 4 and t3["value"].between(0, 1).all()
     assert experiments.paper_table4()["value"].tolist()[:2] == [0.68, 0.84]
     summary = experiments.metrics_summary(pd.DataFrame([{"backbone": "b", "objective": "o", "metric": "MRR",
-                                                         "value": 0.5, "chance": 0.4}]))
-    assert summary == {"b/o": {"MRR": 0.5, "MRR chance": 0.4}}
+                                                         "value": 0.5, "ci_low": 0.41234, "ci_high": 0.6,
+                                                         "chance": 0.4}]))
+    assert summary == {"b-o": {"MRR": {"value": 0.5, "ci_low": 0.4123, "ci_high": 0.6, "chance": 0.4}}}
 
 
 def test_audit_arithmetic():

@@ -103,3 +103,50 @@ def test_site_checker_catches_a_broken_link(tmp_path):
     out = build_site(project, use_quarto=False)
     with pytest.raises(AssertionError, match="broken link"):
         check_site(out, tmp_path / "shot.png")
+
+
+LEAKY_PAGES = {
+    "stderr (nbconvert)": ('<div class="output_subarea output_stream output_stderr output_text"><pre>'
+                           "findfont: Failed to find font weight semibold</pre></div>", "stderr output"),
+    "stderr (lab template)": ('<div data-mime-type="application/vnd.jupyter.stderr"><pre>warning</pre></div>',
+                              "stderr output"),
+    "stderr (quarto)": ('<div class="cell-output cell-output-stderr"><pre>warning</pre></div>', "stderr output"),
+    "raw DataFrame": ('<table border="1" class="dataframe"><tr><th>0</th><td>0.841234</td></tr></table>',
+                      "raw DataFrame"),
+    "NaN": ("<table><tr><td>NDCG@5</td><td>NaN</td></tr></table>", "NaN"),
+    "nan": ("<p>0.84 [nan, nan]</p>", "nan"),
+    "save call repr": ("<pre>[PosixPath('figures/04_table3/table3.png'), PosixPath('x.svg')]</pre>", "PosixPath("),
+    "figure repr": ("<pre>&lt;Figure size 640x480 with 1 Axes&gt;</pre>", "<Figure size"),
+    "axes repr": ("<pre>&lt;Axes: title={'center': 'x'}&gt;</pre>", "<Axes:"),
+    "series repr": ("<pre>a    1\nName: x, dtype: int64</pre>", "dtype: "),
+}
+
+
+@pytest.mark.parametrize("kind", list(LEAKY_PAGES))
+def test_page_leaks_finds_each_kind_of_dump(kind):
+    from site_check import page_leaks
+
+    body, expected = LEAKY_PAGES[kind]
+    import re
+    text = re.sub(r"<[^>]+>", " ", body).replace("&lt;", "<").replace("&gt;", ">")
+    leaks = page_leaks(body, text)
+    assert leaks and any(expected in leak for leak in leaks), leaks
+
+
+def test_a_clean_page_has_no_leaks():
+    from site_check import page_leaks
+
+    body = "<table><tr><td>NDCG@5</td><td>0.841 [0.800, 0.880] (chance 0.610)</td><td>—</td></tr></table>"
+    assert page_leaks(body, "NDCG@5 0.841 [0.800, 0.880] (chance 0.610) — nano Nancy") == []
+
+
+def test_site_checker_fails_a_page_with_stderr_in_chromium(tmp_path):
+    project = make_project(tmp_path)
+    nb = nbformat.read(project / "reports" / "notebooks" / "01_demo.ipynb", as_version=4)
+    cell = nbformat.v4.new_code_cell("import warnings")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stderr", text="findfont: Failed to find font\n")]
+    nb.cells.append(cell)
+    nbformat.write(nb, project / "reports" / "notebooks" / "01_demo.ipynb")
+    out = build_site(project, use_quarto=False)
+    with pytest.raises(AssertionError, match="stderr output"):
+        check_site(out, tmp_path / "shot.png")
