@@ -14,6 +14,7 @@ working torchvision (a GPU install) this function changes nothing.
 from __future__ import annotations
 
 import functools
+import sys
 import importlib.util
 from pathlib import Path
 
@@ -43,3 +44,30 @@ def ensure_torchvision_importable() -> bool:
         if not hasattr(torch.ops.torchvision, name):
             torch.library.define(f"torchvision::{name}", schema)
     return True
+
+
+class _ShimOnImport:
+    """A ``sys.meta_path`` finder that applies the shim just before torchvision is first imported
+    (directly, or through timm / transformers / peft), then steps aside: ``import mmscale_core``
+    stays light (no torch import) and a user's own ``from peft import PeftModel`` works."""
+
+    busy = False
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "torchvision" and not self.busy:
+            self.busy = True
+            try:
+                ensure_torchvision_importable()
+            finally:
+                self.busy = False
+                if self in sys.meta_path:
+                    sys.meta_path.remove(self)
+        return None
+
+
+def install_import_hook() -> None:
+    """Apply :func:`ensure_torchvision_importable` before the first ``import torchvision``
+    (called by ``import mmscale_core``; a no-op when torchvision is already imported)."""
+    if "torchvision" in sys.modules or any(isinstance(f, _ShimOnImport) for f in sys.meta_path):
+        return
+    sys.meta_path.insert(0, _ShimOnImport())
