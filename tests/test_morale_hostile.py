@@ -31,6 +31,7 @@ from mmscale_core.morale.db import (
 from mmscale_core.morale.export import RATINGS_LOG, STATS_FILE, export_dataset
 from mmscale_core.text_checks import describe_forbidden_characters, forbidden_characters
 
+import test_morale_support as support  # its create_app: the PostgreSQL suite points it at PostgreSQL
 from test_morale_support import ADMIN, ADMIN_TOKEN, Annotator, make_app, make_dataset, uniform_scores, \
     write_predictions
 
@@ -71,15 +72,15 @@ def test_restart_with_another_dataset_is_refused_with_what_differs(tmp_path):
     other = make_dataset(tmp_path / "other", n_images=4)
     _drop_image(other, "img2")
     with pytest.raises(MmscaleError, match="not the dataset this database was created from") as err:
-        create_app(other, pred, db_url, ADMIN_TOKEN, settings=_lenient())
+        support.create_app(other, pred, db_url, ADMIN_TOKEN, settings=_lenient())
     message = str(err.value)
     assert "3 scenario(s) added (img3-s0" in message and "3 scenario(s) removed (img2-s0" in message
     assert "new --db" in message and "--accept-dataset-change" in message
-    probe = create_app(data, pred, db_url, ADMIN_TOKEN)  # nothing was written by the refused start
+    probe = support.create_app(data, pred, db_url, ADMIN_TOKEN)  # nothing was written by the refused start
     assert probe.state.db.meta("data_dir") == str(data.resolve()) and probe.state.sync["added"] == 0
     probe.state.db.dispose()
     # accepted: new scenarios join, removed ones retire, collected ratings stay
-    app2 = create_app(other, pred, db_url, ADMIN_TOKEN, settings=_lenient(), accept_dataset_change=True)
+    app2 = support.create_app(other, pred, db_url, ADMIN_TOKEN, settings=_lenient(), accept_dataset_change=True)
     assert app2.state.sync["added"] == 3 and app2.state.sync["retired"] == 3
     db = app2.state.db
     assert {r.scenario_id for r in rows(db, RetiredScenario)} == {"img2-s0", "img2-s1", "img2-s2"}
@@ -92,7 +93,7 @@ def test_restart_with_another_dataset_is_refused_with_what_differs(tmp_path):
     edited = make_dataset(tmp_path / "edited", n_images=4, texts={"img0-s1": "an edited action text"})
     _drop_image(edited, "img2")
     with pytest.raises(MmscaleError, match=r"1 scenario\(s\) with another text.*cannot be accepted"):
-        create_app(edited, pred, db_url, ADMIN_TOKEN, settings=_lenient(), accept_dataset_change=True)
+        support.create_app(edited, pred, db_url, ADMIN_TOKEN, settings=_lenient(), accept_dataset_change=True)
 
 
 def _lenient():

@@ -266,6 +266,13 @@ def _annotate_until_stopped(base_url: str, token: str, acked: list, stop: thread
             return  # the server was killed under us
 
 
+def assignments_by_item_key(db) -> dict[tuple[int, str], int]:
+    """(task id, form key) -> assignment id: what an acknowledged form answered, in rows."""
+    with db.read() as s:
+        return {(task.id, item.key): item.assignment_id
+                for task in s.scalars(select(Task)) for item in workflow.task_items(s, task)}
+
+
 def test_acknowledged_submissions_survive_a_killed_server(tmp_path):
     data = make_dataset(tmp_path / "data", n_images=60, per_image=3)
     pred = write_predictions(tmp_path / "pred.parquet", uniform_scores(60, 3))
@@ -291,8 +298,7 @@ def test_acknowledged_submissions_survive_a_killed_server(tmp_path):
     with db.read() as s:
         stored = dict(s.execute(select(Rating.assignment_id, Rating.initial_rating)).all())
         assert s.connection().exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
-        assignment_of = {(task.id, item.key): item.assignment_id
-                         for task in s.scalars(select(Task)) for item in workflow.task_items(s, task)}
+    assignment_of = assignments_by_item_key(db)
     lost = [pair for pair in acked if stored.get(assignment_of.get(pair[0])) != pair[1]]
     assert lost == []  # nothing acknowledged was lost
     db.dispose()
