@@ -66,6 +66,9 @@ def test_restart_with_another_dataset_is_refused_with_what_differs(tmp_path):
     task_id, page = ann.open_task()
     assert ann.post(task_id, "ratings", ann.fill(page)).status_code == 303
     collected = len(rows(app.state.db, Rating))
+    with app.state.db.write() as s:  # a scenario an annotator wrote for the image that will go away
+        s.add(Scenario(scenario_id="morale-x", image_id="img2", text="an added action", position=50,
+                       created_by=rows(app.state.db, Task)[0].annotator_id))
     app.state.db.dispose()
     pred = tmp_path / "pred.parquet"
     # another directory: one image more, one image fewer
@@ -81,13 +84,16 @@ def test_restart_with_another_dataset_is_refused_with_what_differs(tmp_path):
     probe.state.db.dispose()
     # accepted: new scenarios join, removed ones retire, collected ratings stay
     app2 = support.create_app(other, pred, db_url, ADMIN_TOKEN, settings=_lenient(), accept_dataset_change=True)
-    assert app2.state.sync["added"] == 3 and app2.state.sync["retired"] == 3
+    assert app2.state.sync["added"] == 3 and app2.state.sync["retired"] == 4
     db = app2.state.db
-    assert {r.scenario_id for r in rows(db, RetiredScenario)} == {"img2-s0", "img2-s1", "img2-s2"}
+    assert {r.scenario_id for r in rows(db, RetiredScenario)} == {"img2-s0", "img2-s1", "img2-s2", "morale-x"}
     assert len(rows(db, Rating)) == collected
     Annotator(app2, "ann2").login_and_consent().work_until_finished()
     retired_live = rows(db, Assignment, Assignment.scenario_id.like("img2-%"), Assignment.task_id != task_id)
     assert retired_live == []  # retired scenarios are not handed out
+    summary = export_dataset(db, other, tmp_path / "export", min_ratings=1)  # no image is missing
+    assert summary.scenarios == 9 and "img2" not in set(pd.read_parquet(tmp_path / "export" / "scenarios.parquet")
+                                                       ["image_id"])
     db.dispose()
     # an edited text (or image) cannot be accepted: ratings were given for the old one
     edited = make_dataset(tmp_path / "edited", n_images=4, texts={"img0-s1": "an edited action text"})
@@ -434,6 +440,23 @@ def test_tasks_hold_3_to_5_scenarios_by_default(tmp_path):
 
 
 # --------------------------------------------------------------------------- a fresh, unrated pool
+
+def test_serve_prints_the_coverage_and_records_its_public_url(tmp_path, capsys, monkeypatch):
+    import uvicorn
+
+    data = make_dataset(tmp_path / "data")
+    pred = write_predictions(tmp_path / "pred.parquet", {sid: 3.0 for sid in list(uniform_scores())[:8]})
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: None)
+    monkeypatch.setenv("MMSCALE_MORALE_ADMIN_TOKEN", ADMIN_TOKEN)
+    db = f"sqlite:///{tmp_path / 'm.sqlite'}"
+    serve = ["serve", "--data", str(data), "--predictions", str(pred), "--db", db, "--port", "8765"]
+    assert morale_cli.main(serve) == 2
+    assert "cover 8 of the 9 scenarios" in capsys.readouterr().err
+    assert morale_cli.main(serve + ["--min-prediction-coverage", "0.8"]) == 0
+    assert "predictions cover 8 of 9 scenarios (89%)" in capsys.readouterr().out
+    assert morale_cli.main(["invite", "--db", db, "carol"]) == 0  # the port the server uses, not 8000
+    assert capsys.readouterr().out.startswith("carol\thttp://127.0.0.1:8765/login/")
+
 
 def test_check_accepts_an_unrated_pool_that_serve_accepts(tmp_path, capsys):
     data = make_dataset(tmp_path / "data")

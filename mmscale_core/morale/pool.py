@@ -274,7 +274,10 @@ def sync_pool(db: Database, pool: Pool, predictions: dict[str, float] | None, *,
             elif rec["scenario_id"] in retired:  # back in the dataset, unchanged: serve it again
                 session.delete(session.get(RetiredScenario, rec["scenario_id"]))
             row.model_score = predictions.get(rec["scenario_id"])
-        for sid in changes["removed"]:
+        served_images = set(pool.image_ids)
+        orphans = {sid for sid, row in existing.items()  # scenarios annotators wrote for a removed image
+                   if row.created_by is not None and row.image_id not in served_images and sid not in retired}
+        for sid in sorted(set(changes["removed"]) | orphans):
             session.add(RetiredScenario(scenario_id=sid))
         for sid, row in existing.items():  # annotator-added scenarios may have been scored since
             if sid not in known_ids and row.created_by is not None and sid in predictions:
@@ -286,7 +289,7 @@ def sync_pool(db: Database, pool: Pool, predictions: dict[str, float] | None, *,
             session.merge(Meta(key=key, value=value))
     covered = sum(1 for sid in known_ids if sid in predictions)
     return {"scenarios": len(known_ids), "added": added, "with_prediction": covered,
-            "retired": len(changes["removed"]),
+            "retired": len(set(changes["removed"]) | orphans),
             "unknown_predictions": len(set(predictions) - set(existing))}
 
 
