@@ -10,7 +10,14 @@ database itself, so it holds under concurrency and across restarts:
   per assignment, whatever a client retries;
 * ``submissions`` unique (annotator_id, client_token): a retried form post
   finds its first submission instead of writing again;
-* CHECK constraints on rating (1..5) and modality (text/image/both).
+* CHECK constraints on rating (1..5) and modality (text/image/both);
+* ``scenario_keys`` unique (image_id, text_key): no two scenarios of an image
+  that differ only in case, Unicode form or spacing (the key is computed in
+  Python, :func:`text_key`, the same on SQLite and PostgreSQL);
+* ``meta`` records the dataset the round was created from (its fingerprint and
+  image digests, see :mod:`mmscale_core.morale.pool`); ``retired_scenarios``
+  lists scenarios removed from it by an accepted dataset change;
+* ``admin_sessions``: server-side admin logins (hashed token, expiry).
 
 SQLite (the default) runs in WAL mode with ``synchronous=FULL`` (a commit is on
 disk before the response is sent) and write transactions start with
