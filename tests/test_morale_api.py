@@ -103,7 +103,7 @@ def test_flow_disagreement_reconfirm_then_add(tmp_path):
 
 
 def test_without_model_scores_the_task_ends_after_rating(tmp_path):
-    app, _, _ = make_app(tmp_path, scores={})
+    app, _, _ = make_app(tmp_path, scores={}, min_prediction_coverage=0.0)
     ann = Annotator(app, "ann1").login_and_consent()
     task_id, page = ann.open_task()
     assert ann.post(task_id, "ratings", ann.fill(page)).status_code == 303
@@ -242,7 +242,7 @@ def test_predictions_are_read_defensively(tmp_path):
 def test_in_memory_database_is_refused(tmp_path):
     make_dataset(tmp_path / "data")
     with pytest.raises(MmscaleError, match="database file"):
-        create_app(tmp_path / "data", {}, "sqlite://", ADMIN_TOKEN)
+        create_app(tmp_path / "data", None, "sqlite://", ADMIN_TOKEN)
 
 
 def test_restart_keeps_pool_and_form_tokens(tmp_path):

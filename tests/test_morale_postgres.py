@@ -24,6 +24,7 @@ import pytest
 from sqlalchemy import select
 
 import test_morale_api as api
+import test_morale_hostile as hostile
 import test_morale_security as security
 import test_morale_support as support
 from mmscale_core import data as data_module
@@ -78,12 +79,21 @@ REUSED = [
     api.test_admin_dashboard_stats_and_zip,
     api.test_admin_login_invite_and_exclude,
     security.test_text_is_escaped_everywhere,
+    hostile.test_duplicate_check_folds_unicode_case_and_spacing,  # item 3: the unique key on PostgreSQL
+    hostile.test_control_characters_are_refused_in_added_text,  # item 4: NUL was a 500 here
+    hostile.test_huge_path_ids_are_404,  # item 9: /task/3000000000 overflowed INTEGER
+    hostile.test_restart_with_another_dataset_is_refused_with_what_differs,  # item 1
 ]
 
 
 @pytest.mark.parametrize("sqlite_test", REUSED, ids=lambda f: f.__name__.removeprefix("test_"))
 def test_sqlite_suite_on_postgres(sqlite_test, pg, tmp_path):
     sqlite_test(tmp_path)
+
+
+def test_a_live_export_is_one_snapshot_on_postgres(pg, tmp_path, monkeypatch):
+    # item 8: READ COMMITTED would see the rating that lands mid-export; REPEATABLE READ does not
+    hostile.test_a_live_export_is_one_snapshot(tmp_path, monkeypatch)
 
 
 def security_round(tmp_path):
@@ -135,7 +145,7 @@ def test_full_round_exports_a_dataset_that_validates(pg, tmp_path, capsys):
 # --------------------------------------------------------------------------- concurrency
 
 def _annotate(person: Annotator, start: threading.Barrier, acked: list, codes: list) -> None:
-    """Work until nothing is left; record (annotator, assignment id, rating) once the server answered 303."""
+    """Work until nothing is left; record (annotator, (task id, key), rating) once the server answered 303."""
     start.wait(30)
     for n in range(20):
         task_id, page = person.open_task()
@@ -146,8 +156,9 @@ def _annotate(person: Annotator, start: threading.Barrier, acked: list, codes: l
         codes.append(r.status_code)
         if r.status_code != 303:
             return
-        acked.extend((person.name, int(k[len("rating_s"):]), int(v)) for k, v in form.items()
-                     if k.startswith("rating_s"))
+        canaries = support.canary_answers(page)
+        acked.extend((person.name, (task_id, k[len("rating_"):]), int(v)) for k, v in form.items()
+                     if k.startswith("rating_") and k[len("rating_"):] not in canaries)
         page = person.page(task_id)
         while 'id="reconfirm-form"' in page or 'id="add-form"' in page:
             step = "reconfirm" if 'id="reconfirm-form"' in page else "scenario"
@@ -176,7 +187,8 @@ def test_concurrent_annotators_lose_and_duplicate_nothing(pg, tmp_path):
     with db.read() as s:
         ids = dict(s.execute(select(Assignment.id, Assignment.annotator_id)).all())
     by_assignment = {r.assignment_id: r for r in stored}
-    assert {(a, r) for _, a, r in acked} == {(k, v.initial_rating) for k, v in by_assignment.items()}
+    assignment_of = security.assignments_by_item_key(db)
+    assert {(assignment_of[a], r) for _, a, r in acked} == {(k, v.initial_rating) for k, v in by_assignment.items()}
     raters: dict[str, list[int]] = {}
     for r in stored:
         assert ids[r.assignment_id] == r.annotator_id
@@ -233,7 +245,8 @@ def test_served_round_survives_a_killed_server(postgres_url, tmp_path):
         db = Database(postgres_url)
         with db.read() as s:
             stored = dict(s.execute(select(Rating.assignment_id, Rating.initial_rating)).all())
-        assert stored == dict(acked + more)
+        assignment_of = security.assignments_by_item_key(db)
+        assert stored == {assignment_of[key]: rating for key, rating in acked + more}
     finally:
         server.stop()
         if db is not None:
@@ -245,8 +258,9 @@ def test_served_round_survives_a_killed_server(postgres_url, tmp_path):
 def _serve_error(tmp_path, capsys, url: str) -> str:
     data = make_dataset(tmp_path / "data", n_images=1)
     pred = write_predictions(tmp_path / "pred.parquet", uniform_scores(1))
+    (tmp_path / "admin-token").write_text(ADMIN_TOKEN)
     code = morale_cli.main(["serve", "--data", str(data), "--predictions", str(pred), "--db", url,
-                            f"--admin-token={ADMIN_TOKEN}", "--port", "9"])
+                            "--admin-token-file", str(tmp_path / "admin-token"), "--port", "9"])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     return err

@@ -61,11 +61,13 @@ def make_app(tmp: Path, *, scores: dict[str, float] | None = None, n_images: int
         make_dataset(data, n_images, per_image, **(dataset_kwargs or {}))
     pred = write_predictions(tmp / "pred.parquet", scores if scores is not None
                              else uniform_scores(n_images, per_image))
-    policy_keys = {"ratings_per_item", "max_items", "lease_hours"}
+    policy_keys = {"ratings_per_item", "min_items", "max_items", "lease_hours"}
+    accept = settings.pop("accept_dataset_change", False)
     policy = AssignmentPolicy(canary_rate=canary_rate, **{k: v for k, v in settings.items() if k in policy_keys})
     rest = {k: v for k, v in settings.items() if k not in policy_keys}
     db_url = f"sqlite:///{tmp / 'morale.sqlite'}"
-    app = create_app(data, pred, db_url, ADMIN_TOKEN, settings=MoraleSettings(policy=policy, seed=0, **rest))
+    app = create_app(data, pred, db_url, ADMIN_TOKEN, settings=MoraleSettings(policy=policy, seed=0, **rest),
+                     accept_dataset_change=accept)
     return app, data, db_url
 
 

@@ -7,8 +7,10 @@ Security model, each rule tested in ``tests/test_morale_security.py``:
   the DB stores only its SHA-256. Every task, image and submission is looked
   up *through* the annotator, so another annotator's task is a 404;
 * the admin authenticates with the admin token (``Authorization: Bearer`` or
-  the login form, which sets an HttpOnly cookie holding an HMAC of it):
-  no credential is 401, a wrong one 403;
+  the login form, which starts a server-side session: the HttpOnly cookie holds a
+  random token, the DB its hash and expiry, logout deletes it): no credential is
+  401, a wrong one 403; failed attempts are throttled per client and overall
+  (429), and a low-entropy admin token is refused at start;
 * every form carries a CSRF token, HMAC(secret, csrf cookie); a post without
   it or with a wrong one is 403 (Bearer-authenticated admin calls are exempt:
   browsers never attach that header on their own);
@@ -16,29 +18,41 @@ Security model, each rule tested in ``tests/test_morale_security.py``:
   script source at all (the pages need no JavaScript);
 * ratings, modalities and new scenarios are validated on the server (422 with
   a message per field); submissions are single transactions with idempotent
-  client tokens (see :mod:`mmscale_core.morale.workflow`).
+  client tokens (see :mod:`mmscale_core.morale.workflow`);
+* every error, a malformed URL or a database that cannot write included, is the
+  error page with the security headers (a database fault is a 503 that says the
+  answer was not recorded); invitation links are built from the configured
+  public URL, never from the request's Host header; a link opened while signed
+  in as someone else asks before switching.
 """
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import hmac
+import logging
 import math
 import os
 import random
 import secrets
 import shutil
 import tempfile
+import threading
+import time
 import zipfile
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable, Mapping
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import OperationalError
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -46,9 +60,11 @@ from starlette.staticfiles import StaticFiles
 
 from mmscale_core.errors import MmscaleError
 from mmscale_core.morale.assignment import LIKERT_LABELS, AssignmentPolicy, assign_next
-from mmscale_core.morale.db import Annotator, Database, Task, annotator_by_token_hash
+from mmscale_core.morale.db import AdminSession, Annotator, Database, Task, annotator_by_token_hash, utcnow
 from mmscale_core.morale.discrepancy import DEFAULT_DELTA, reconfirmation_stats
-from mmscale_core.morale.pool import load_pool, read_predictions, sync_pool
+from mmscale_core.morale.pool import (
+    DEFAULT_MIN_COVERAGE, check_coverage, check_scores, load_pool, read_predictions, sync_pool,
+)
 from mmscale_core.morale.queries import annotators_frame, canaries_frame, progress, ratings_frame
 from mmscale_core.morale.screening import HIGH_VARIANCE_SD, ScreeningRules, high_variance_items, screen_annotators
 from mmscale_core.morale import workflow
@@ -62,6 +78,11 @@ SESSION_COOKIE = "morale_session"
 ADMIN_COOKIE = "morale_admin"
 CSRF_COOKIE = "morale_csrf"
 MAX_FORM_FIELDS = 200
+MIN_ADMIN_TOKEN_CHARS, MIN_ADMIN_TOKEN_BITS = 16, 64
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
+DB_FAULT = ("The server cannot save right now; your answer was not recorded. Please try again in a minute "
+            "(go back: your page still holds your answers).")
+log = logging.getLogger("mmscale.morale")
 
 MODALITY_DEFINITIONS = {  # paper sec 11, shown to annotators verbatim
     "text": "Your decision is mainly based on the written scenario; the image provides little or no "
@@ -90,6 +111,12 @@ class MoraleSettings:
     seed: int | None = None
     secure_cookies: bool = False
     title: str = "MORALE"
+    min_prediction_coverage: float = DEFAULT_MIN_COVERAGE
+    public_url: str = DEFAULT_PUBLIC_URL  # where annotators reach the server; invitation links use it
+    admin_session_hours: float = 12.0
+    admin_failures_per_client: int = 5  # failed admin logins per client within the window, then 429
+    admin_failures_overall: int = 50  # ... and from all clients together (a distributed guess)
+    admin_failure_window_s: float = 600.0
 
 
 class PageError(Exception):
@@ -101,22 +128,84 @@ class PageError(Exception):
 
 
 class SecurityHeaders:
-    """Pure ASGI middleware adding the security headers to every HTTP response."""
+    """Pure ASGI middleware adding the security headers to every HTTP response.
 
-    def __init__(self, app):
-        self.app = app
+    An exception no handler took (a bug) still gets the error page and the headers here, then
+    propagates so that the server logs it.
+    """
+
+    def __init__(self, app, error_page: Callable[[], str] | None = None):
+        self.app, self.error_page = app, error_page
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        started = False
 
         async def send_with_headers(message):
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 message.setdefault("headers", [])
                 message["headers"] = list(message["headers"]) + SECURITY_HEADERS
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception:
+            if not started and self.error_page is not None:
+                body = self.error_page().encode()
+                await send_with_headers({"type": "http.response.start", "status": 500, "headers": [
+                    (b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(body)).encode()),
+                    (b"cache-control", b"no-store")]})
+                await send({"type": "http.response.body", "body": body})
+            raise
+
+
+class FailureThrottle:
+    """Failed admin logins in a sliding window, per client and overall; blocks further tries when full."""
+
+    def __init__(self, per_client: int, overall: int, window_s: float, clock: Callable[[], float] = time.monotonic):
+        self.per_client, self.overall, self.window_s, self.clock = per_client, overall, window_s, clock
+        self._events: collections.deque[tuple[float, str]] = collections.deque()
+        self._lock = threading.Lock()
+
+    def _prune(self, now: float) -> None:
+        while self._events and self._events[0][0] <= now - self.window_s:
+            self._events.popleft()
+
+    def retry_after(self, client: str) -> float | None:
+        """Seconds until ``client`` may try again, or None when it may try now."""
+        with self._lock:
+            now = self.clock()
+            self._prune(now)
+            mine = [t for t, c in self._events if c == client]
+            if len(mine) >= self.per_client:
+                return mine[0] + self.window_s - now
+            if len(self._events) >= self.overall:
+                return self._events[0][0] + self.window_s - now
+            return None
+
+    def failed(self, client: str) -> None:
+        with self._lock:
+            self._events.append((self.clock(), client))
+
+
+def token_bits(token: str) -> float:
+    """A crude entropy estimate: length x Shannon entropy of the token's own character distribution."""
+    counts = collections.Counter(token)
+    n = len(token)
+    return -n * sum(c / n * math.log2(c / n) for c in counts.values()) if n else 0.0
+
+
+def check_admin_token(token: str | None) -> str:
+    if not token or len(token) < MIN_ADMIN_TOKEN_CHARS:
+        raise MmscaleError(f"the admin token must have at least {MIN_ADMIN_TOKEN_CHARS} characters")
+    if token_bits(token) < MIN_ADMIN_TOKEN_BITS:
+        raise MmscaleError(f"the admin token is too easy to guess (about {token_bits(token):.0f} bits, needs "
+                           f"{MIN_ADMIN_TOKEN_BITS}); use a random one, e.g. from "
+                           "`python -c 'import secrets; print(secrets.token_urlsafe(24))'`")
+    return token
 
 
 def _hmac(secret: str, message: str) -> str:
@@ -135,24 +224,44 @@ def _template_env() -> Environment:
 
 
 def create_app(data_dir: str | os.PathLike, predictions: str | os.PathLike | Mapping[str, float] | None,
-               db_url: str, admin_token: str, *, settings: MoraleSettings | None = None) -> FastAPI:
-    """Build the app: validate the dataset and predictions, sync them into the DB, wire the pages."""
+               db_url: str, admin_token: str, *, settings: MoraleSettings | None = None,
+               accept_dataset_change: bool = False) -> FastAPI:
+    """Build the app: validate the dataset and predictions, sync them into the DB, wire the pages.
+
+    ``predictions`` None serves without the discrepancy step on purpose; a file or mapping must
+    cover ``settings.min_prediction_coverage`` of the pool. ``app.state.sync`` holds the counts
+    (scenarios, with_prediction, added, retired) for the operator.
+    """
     settings = settings or MoraleSettings()
-    if not admin_token or len(admin_token) < 16:
-        raise MmscaleError("the admin token must have at least 16 characters")
+    check_admin_token(admin_token)
     pool = load_pool(data_dir)
-    scores = predictions if isinstance(predictions, Mapping) or predictions is None else read_predictions(predictions)
+    if predictions is None:
+        scores = None
+    else:
+        where = "predictions" if isinstance(predictions, Mapping) else str(predictions)
+        scores = (check_scores(dict(predictions), where) if isinstance(predictions, Mapping)
+                  else read_predictions(predictions))
+        check_coverage(pool, scores, settings.min_prediction_coverage, where)
     db = Database(db_url)
-    sync_pool(db, pool, dict(scores) if scores is not None else None)
-    db.set_meta("data_dir", str(Path(data_dir).resolve()))
+    try:
+        db.check_writable()
+        sync = sync_pool(db, pool, scores, accept_dataset_change=accept_dataset_change)
+        db.set_meta("public_url", settings.public_url.rstrip("/"))
+    except BaseException:
+        db.dispose()
+        raise
     secret = db.secret()
     env = _template_env()
     rng: random.Random = random.Random(settings.seed) if settings.seed is not None else random.SystemRandom()
-    admin_session = _hmac(secret, "admin-session:" + admin_token)
+    throttle = FailureThrottle(settings.admin_failures_per_client, settings.admin_failures_overall,
+                               settings.admin_failure_window_s)
+    public_url = settings.public_url.rstrip("/")
 
     app = FastAPI(title=settings.title, docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.db, app.state.pool, app.state.settings = db, pool, settings
-    app.add_middleware(SecurityHeaders)
+    app.state.db, app.state.pool, app.state.settings, app.state.sync = db, pool, settings, sync
+    app.add_middleware(SecurityHeaders, error_page=lambda: env.get_template("error.html").render(
+        status=500, title=settings.title, csrf_token="", message="Something went wrong on the server; "
+        "what you just sent may not have been recorded. Go back to your task and check."))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     # ------------------------------------------------------------------ helpers
@@ -195,26 +304,43 @@ def create_app(data_dir: str | os.PathLike, predictions: str | os.PathLike | Map
             raise PageError(403, "Please read and accept the content notice first: go to /consent.")
         return ann
 
+    def client_of(request: Request) -> str:
+        return request.client.host if request.client else "unknown"
+
+    def throttled(request: Request) -> None:
+        wait = throttle.retry_after(client_of(request))
+        if wait is not None:
+            raise PageError(429, f"Too many failed admin logins; try again in {math.ceil(wait / 60)} minute(s).")
+
+    def admin_failed(request: Request, message: str, template: str = "error.html") -> PageError:
+        throttle.failed(client_of(request))
+        log.warning("failed admin authentication from %s", client_of(request))
+        return PageError(403, message, template)
+
     def admin_auth(request: Request) -> str:
-        """'bearer' or 'cookie' for a valid admin; 401 without credentials, 403 with wrong ones."""
+        """'bearer' or 'cookie' for a valid admin; 401 without credentials, 403 wrong, 429 throttled."""
         header = request.headers.get("authorization", "")
         if header:
+            throttled(request)
             scheme, _, value = header.partition(" ")
             if scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), admin_token.encode()):
                 return "bearer"
-            raise PageError(403, "Wrong admin token.")
+            raise admin_failed(request, "Wrong admin token.")
         cookie = request.cookies.get(ADMIN_COOKIE)
         if cookie is None:
             raise PageError(401, "The admin pages need the admin token.", "admin_login.html")
-        if not hmac.compare_digest(cookie.encode(), admin_session.encode()):
-            raise PageError(403, "Wrong or outdated admin session; log in again at /admin/login.")
+        throttled(request)
+        with db.read() as session:
+            row = session.get(AdminSession, workflow.hash_token(cookie))
+        if row is None or row.expires_at <= utcnow():
+            raise admin_failed(request, "Wrong or expired admin session; log in again at /admin/login.")
         return "cookie"
 
     async def read_form(request: Request) -> dict[str, str]:
         form = await request.form(max_fields=MAX_FORM_FIELDS, max_files=0)
         return {k: v for k, v in form.items() if isinstance(v, str)}
 
-    def login_response(request: Request, token: str) -> Response:
+    def login_response(request: Request, token: str, confirm_switch: bool = False) -> Response:
         with db.read() as session:
             ann = annotator_by_token_hash(session, workflow.hash_token(token.strip()))
         if ann is None:
@@ -222,6 +348,10 @@ def create_app(data_dir: str | os.PathLike, predictions: str | os.PathLike | Map
                             "login.html")
         if ann.excluded_at is not None:
             raise PageError(403, "Your access to this study has ended. Thank you for your participation.")
+        current = annotator_or_none(request) if confirm_switch else None
+        if current is not None and current.id != ann.id:
+            # a link of someone else's (perhaps planted by them): switching must be the user's choice
+            return render(request, "switch.html", current=current.name, other=ann.name, token=token.strip())
         target = "/task" if ann.consented_at else "/consent"
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(SESSION_COOKIE, token.strip(), httponly=True, samesite="lax",
@@ -281,12 +411,29 @@ def create_app(data_dir: str | os.PathLike, predictions: str | os.PathLike | Map
     async def http_error(request: Request, exc: StarletteHTTPException):
         return render(request, "error.html", exc.status_code, message=str(exc.detail), status=exc.status_code)
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError):
+        problems = exc.errors()
+        if any(p.get("loc", ("",))[0] == "path" for p in problems):
+            return render(request, "error.html", 404, status=404, message="There is no such page: the address "
+                          "has a malformed number in it. Go back to the start to continue with your task.")
+        shown = "; ".join(f"{p['loc'][-1]}: {str(p.get('input'))[:40]!r} is not valid ({p.get('msg', '')})"
+                          for p in problems)
+        return render(request, "error.html", 422, status=422, message=f"{shown}. Correct the address and reload.")
+
+    @app.exception_handler(OperationalError)
+    async def database_fault(request: Request, exc: OperationalError):
+        log.error("database fault on %s %s: %s", request.method, request.url.path, " ".join(str(exc.orig).split()))
+        return render(request, "error.html", 503, status=503, message=DB_FAULT)
+
     # ------------------------------------------------------------------ annotator pages
 
     @app.get("/healthz")
     def healthz():
-        with db.read() as session:
-            session.get(Annotator, 0)
+        try:
+            db.check_writable()  # a database that answers reads but refuses writes is not healthy
+        except MmscaleError as err:
+            return JSONResponse({"ok": False, "error": str(err)}, status_code=503)
         return {"ok": True}
 
     @app.get("/", response_class=HTMLResponse)
@@ -298,7 +445,7 @@ def create_app(data_dir: str | os.PathLike, predictions: str | os.PathLike | Map
 
     @app.get("/login/{token}")
     def login_link(request: Request, token: str):
-        return login_response(request, token)
+        return login_response(request, token, confirm_switch=True)
 
     @app.post("/login")
     async def login_form(request: Request):
@@ -394,20 +541,36 @@ def create_app(data_dir: str | os.PathLike, predictions: str | os.PathLike | Map
     def admin_login_page(request: Request):
         return render(request, "admin_login.html", message=None)
 
+    def start_admin_session() -> str:
+        token = secrets.token_urlsafe(32)
+        with db.write() as session:
+            session.execute(delete(AdminSession).where(AdminSession.expires_at <= utcnow()))
+            session.add(AdminSession(token_hash=workflow.hash_token(token),
+                                     expires_at=utcnow() + timedelta(hours=settings.admin_session_hours)))
+        return token
+
+    def end_admin_session(token: str | None) -> None:
+        if token:
+            with db.write() as session:
+                session.execute(delete(AdminSession).where(AdminSession.token_hash == workflow.hash_token(token)))
+
     @app.post("/admin/login")
     async def admin_login(request: Request):
         form = await read_form(request)
         verify_csrf(request, form)
+        throttled(request)
         if not hmac.compare_digest(form.get("token", "").strip().encode(), admin_token.encode()):
-            raise PageError(403, "Wrong admin token.", "admin_login.html")
+            raise admin_failed(request, "Wrong admin token.", "admin_login.html")
+        token = await run_in_threadpool(start_admin_session)
         response = RedirectResponse("/admin", status_code=303)
-        response.set_cookie(ADMIN_COOKIE, admin_session, httponly=True, samesite="strict",
-                            secure=settings.secure_cookies)
+        response.set_cookie(ADMIN_COOKIE, token, httponly=True, samesite="strict", secure=settings.secure_cookies,
+                            max_age=int(settings.admin_session_hours * 3600))
         return response
 
     @app.post("/admin/logout")
     async def admin_logout(request: Request):
         verify_csrf(request, await read_form(request))
+        await run_in_threadpool(end_admin_session, request.cookies.get(ADMIN_COOKIE))
         response = RedirectResponse("/admin/login", status_code=303)
         response.delete_cookie(ADMIN_COOKIE)
         return response
@@ -441,11 +604,27 @@ def create_app(data_dir: str | os.PathLike, predictions: str | os.PathLike | Map
             except MmscaleError as err:
                 errors.append(str(err))
                 continue
-            invited.append({"name": name, "token": token,
-                            "link": str(request.base_url).rstrip("/") + f"/login/{token}"})
+            invited.append({"name": name, "token": token, "link": f"{public_url}/login/{token}"})
+        return invitations(request, invited, errors)
+
+    def invitations(request: Request, invited: list[dict], errors: list[str]) -> Response:
         if request.headers.get("accept", "").startswith("application/json"):
             return JSONResponse({"invited": invited, "errors": errors}, status_code=422 if errors else 200)
         return render(request, "invited.html", 422 if errors and not invited else 200, invited=invited, errors=errors)
+
+    @app.post("/admin/annotators/{annotator_id}/reissue")
+    async def admin_reissue(request: Request, annotator_id: int):
+        """A new link for an annotator who lost theirs; the old one stops working."""
+        await admin_form(request)
+        with db.read() as session:
+            ann = session.get(Annotator, annotator_id) if workflow.valid_id(annotator_id) else None
+        if ann is None:
+            raise PageError(404, f"No annotator {annotator_id}.")
+        try:
+            token = await run_in_threadpool(workflow.reissue, db, ann.name)
+        except MmscaleError as err:
+            raise PageError(409, str(err)) from None
+        return invitations(request, [{"name": ann.name, "token": token, "link": f"{public_url}/login/{token}"}], [])
 
     @app.post("/admin/annotators/{annotator_id}/exclude")
     async def admin_exclude(request: Request, annotator_id: int):

@@ -2,7 +2,11 @@
 
 An annotator asks for work and gets a *task*: one image with the scenarios of
 it that still need ratings and that they have neither rated, been given, nor
-written themselves (up to ``max_items``), in a random order. The image is drawn
+written themselves, in a random order: 3 to 5 of them (``min_items`` ..
+``max_items``, the paper's list sizes). An image with more open scenarios is split
+so that what remains for the next annotator is not below ``min_items`` either;
+fewer than ``min_items`` are given only when no image has that many open for the
+annotator (the tail of a round), so that every scenario still gets its ratings. The image is drawn
 uniformly at random among images with open scenarios, so which annotators end
 up rating a scenario is a random sample (the paper's guard against modality
 anchoring).
@@ -33,7 +37,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mmscale_core.data import MODALITIES
-from mmscale_core.morale.db import Annotator, Assignment, CanaryCheck, Scenario, Task, utcnow
+from mmscale_core.morale.db import Annotator, Assignment, CanaryCheck, RetiredScenario, Scenario, Task, utcnow
 
 LIKERT_LABELS = {
     1: "Very unacceptable",
@@ -48,15 +52,18 @@ ACTIVE_STAGES = ("rate", "reconfirm", "add")
 @dataclass(frozen=True)
 class AssignmentPolicy:
     ratings_per_item: int = 3
-    max_items: int = 6
+    min_items: int = 3
+    max_items: int = 5
     canary_rate: float = 0.2
     lease_hours: float = 24.0
     image_attempts: int = 8
 
 
 def canary_text(expected_rating: int, expected_modality: str) -> str:
-    return (f"Attention check: this is not a real scenario. Please select rating {expected_rating} "
-            f"({LIKERT_LABELS[expected_rating]}) and the modality \u201c{expected_modality}\u201d.")
+    # No label ("attention check") and the same form fields as a real item: an annotator who reads
+    # the line answers it as asked, one who does not cannot tell it from the others by the page.
+    return (f"For this line, please select rating {expected_rating} ({LIKERT_LABELS[expected_rating]}) "
+            f"and the modality \u201c{expected_modality}\u201d.")
 
 
 def release_stale(session: Session, policy: AssignmentPolicy) -> int:
@@ -92,8 +99,9 @@ def _open_scenarios(session: Session, annotator: Annotator, k: int, image_id: st
              .scalar_subquery())
     mine = exists().where(Assignment.scenario_id == Scenario.scenario_id, Assignment.annotator_id == annotator.id)
     excluded_author = exists().where(Annotator.id == Scenario.created_by, Annotator.excluded_at.is_not(None))
+    retired = exists().where(RetiredScenario.scenario_id == Scenario.scenario_id)
     query = select(Scenario).where(
-        taken < k, ~mine, ~excluded_author,
+        taken < k, ~mine, ~excluded_author, ~retired,
         (Scenario.created_by.is_(None)) | (Scenario.created_by != annotator.id),
     )
     if image_id is not None:
@@ -116,15 +124,28 @@ def assign_next(session: Session, annotator: Annotator, policy: AssignmentPolicy
         return current
     release_stale(session, policy)
     k = policy.ratings_per_item
-    candidate_images = list(session.scalars(
-        _open_scenarios(session, annotator, k).with_only_columns(Scenario.image_id).distinct()
-        .order_by(Scenario.image_id)))
-    rng.shuffle(candidate_images)
-    for image_id in candidate_images[:policy.image_attempts]:
+    open_per_image = dict(session.execute(
+        _open_scenarios(session, annotator, k).with_only_columns(Scenario.image_id, func.count())
+        .group_by(Scenario.image_id).order_by(Scenario.image_id)).all())
+    full = [i for i, n in open_per_image.items() if n >= policy.min_items]
+    short = [i for i, n in open_per_image.items() if n < policy.min_items]
+    rng.shuffle(full)
+    rng.shuffle(short)
+    for image_id in (full or short)[:policy.image_attempts]:
         task = _fill_task(session, annotator, image_id, policy, rng)
         if task is not None:
             return task
     return None
+
+
+def task_size(n_open: int, min_items: int, max_items: int) -> int:
+    """How many of an image's ``n_open`` scenarios to give: at most ``max_items``, leaving either
+    none or at least ``min_items`` for the next annotator when that is possible."""
+    n = min(n_open, max_items)
+    rest = n_open - n
+    if 0 < rest < min_items and n_open - min_items >= min_items:
+        n = n_open - min_items
+    return n
 
 
 def _fill_task(session: Session, annotator: Annotator, image_id: str, policy: AssignmentPolicy,
@@ -134,7 +155,7 @@ def _fill_task(session: Session, annotator: Annotator, image_id: str, policy: As
     if not scenarios:
         return None
     rng.shuffle(scenarios)
-    chosen = [s.scenario_id for s in scenarios[:policy.max_items]]
+    chosen = [s.scenario_id for s in scenarios[:task_size(len(scenarios), policy.min_items, policy.max_items)]]
     task = Task(annotator_id=annotator.id, image_id=image_id, stage="rate")
     session.add(task)
     session.flush()
@@ -177,6 +198,7 @@ def open_slots(session: Session, k: int) -> int:
     """How many ratings the pool still needs (k per scenario minus live assignments)."""
     n_scenarios = session.scalar(
         select(func.count()).select_from(Scenario).where(
-            ~exists().where(and_(Annotator.id == Scenario.created_by, Annotator.excluded_at.is_not(None)))))
+            ~exists().where(and_(Annotator.id == Scenario.created_by, Annotator.excluded_at.is_not(None))),
+            ~exists().where(RetiredScenario.scenario_id == Scenario.scenario_id)))
     n_live = session.scalar(select(func.count()).select_from(Assignment).where(Assignment.slot.is_not(None)))
     return int(n_scenarios) * k - int(n_live)

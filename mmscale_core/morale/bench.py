@@ -42,16 +42,16 @@ def hidden_field(page: str, name: str) -> str:
 
 
 def item_keys(page: str) -> list[str]:
-    """Keys of the rating / reconfirm form items in display order (``s<id>`` scenarios, ``c<id>`` canaries)."""
-    return list(dict.fromkeys(re.findall(r'name="rating_([sc]\d+)"', page)))
+    """Keys of the rating / reconfirm form items in display order (``i<n>``, canaries named alike)."""
+    return list(dict.fromkeys(re.findall(r'name="rating_(i\d+)"', page)))
 
 
 def canary_answers(page: str) -> dict[str, tuple[int, str]]:
     """key -> (rating, modality) that each attention check on the page asks for."""
     out = {}
     for block in page.split('<article class="scenario card')[1:]:
-        asked = re.search(r"Please select rating (\d) .*?modality \u201c(\w+)\u201d", block, re.S)
-        key = re.search(r'name="rating_(c\d+)"', block)
+        asked = re.search(r"please select rating (\d) .*?modality \u201c(\w+)\u201d", block, re.S)
+        key = re.search(r'name="rating_(i\d+)"', block)
         if asked and key:
             out[key.group(1)] = (int(asked.group(1)), asked.group(2))
     return out
@@ -59,8 +59,8 @@ def canary_answers(page: str) -> dict[str, tuple[int, str]]:
 
 def checked_answers(page: str) -> dict[str, tuple[str, str]]:
     """key -> (rating, modality) pre-selected on a reconfirm page."""
-    ratings = dict(re.findall(r'name="rating_([sc]\d+)" value="(\d)" checked', page))
-    modalities = dict(re.findall(r'name="modality_([sc]\d+)" value="(\w+)" checked', page))
+    ratings = dict(re.findall(r'name="rating_(i\d+)" value="(\d)" checked', page))
+    modalities = dict(re.findall(r'name="modality_(i\d+)" value="(\w+)" checked', page))
     return {k: (ratings[k], modalities[k]) for k in ratings if k in modalities}
 
 
@@ -80,7 +80,7 @@ def rating_form(page: str, rng: random.Random) -> tuple[dict[str, str], dict[str
     for key in item_keys(page):
         rating, modality = canaries.get(key) or (rng.randint(1, 5), rng.choice(("text", "image", "both")))
         data[f"rating_{key}"], data[f"modality_{key}"] = str(rating), modality
-        if key.startswith("s"):
+        if key not in canaries:
             answers[key] = (rating, modality)
     return data, answers
 
@@ -89,7 +89,8 @@ def rating_form(page: str, rng: random.Random) -> tuple[dict[str, str], dict[str
 
 @dataclass
 class LoadRecord:
-    acknowledged: dict[int, tuple[str, int, str]] = field(default_factory=dict)  # assignment -> (who, r, m)
+    # (task id, form key) -> (who, rating, modality); ``verify`` maps keys to assignments
+    acknowledged: dict[tuple[int, str], tuple[str, int, str]] = field(default_factory=dict)
     client_tokens: set[str] = field(default_factory=set)
     latencies: dict[str, list[float]] = field(default_factory=lambda: {"submit": [], "all": []})
     retries: int = 0
@@ -133,8 +134,9 @@ async def run_annotator(base_url: str, name: str, token: str, target: int, recor
                         record.errors.append(f"{name}: rating post answered {post.status_code}")
                         return got
                     record.client_tokens.add(data["client_token"])
+                    task_id = int(task_url.rsplit("/", 1)[-1])
                     for key, (rating, modality) in answers.items():
-                        record.acknowledged[int(key[1:])] = (name, rating, modality)
+                        record.acknowledged[(task_id, key)] = (name, rating, modality)
                     got += len(answers)
                     if rng.random() < retry_share:  # the response was "lost": send the same post again
                         record.retries += 1
@@ -193,7 +195,8 @@ def verify(db_url: str, record: LoadRecord) -> dict[str, int]:
     """Lost / duplicated counts: acknowledged answers against the rows in the database."""
     from sqlalchemy import func, select
 
-    from mmscale_core.morale.db import Annotator, Database, Rating, Submission
+    from mmscale_core.morale.db import Annotator, Database, Rating, Submission, Task
+    from mmscale_core.morale.workflow import task_items
 
     db = Database(db_url)
     try:
@@ -203,14 +206,19 @@ def verify(db_url: str, record: LoadRecord) -> dict[str, int]:
                                    .join(Annotator, Annotator.id == Rating.annotator_id)).all()
             submissions = session.scalar(select(func.count()).select_from(Submission)
                                          .where(Submission.kind == "ratings"))
+            assignment_of = {}
+            for task in session.scalars(select(Task).where(Task.id.in_({t for t, _ in record.acknowledged}))):
+                for item in task_items(session, task):
+                    assignment_of[(task.id, item.key)] = item.assignment_id
     finally:
         db.dispose()
+    acknowledged = {assignment_of.get(k, -1): v for k, v in record.acknowledged.items()}
     stored: dict[int, list[tuple]] = {}
     for assignment_id, name, rating, modality in rows:
         stored.setdefault(assignment_id, []).append((name, rating, modality))
-    lost = sum(1 for aid, ans in record.acknowledged.items() if ans not in stored.get(aid, []))
+    lost = sum(1 for aid, ans in acknowledged.items() if ans not in stored.get(aid, []))
     duplicated = sum(len(v) - 1 for v in stored.values()) + max(0, submissions - len(record.client_tokens))
-    unacknowledged = len(set(stored) - set(record.acknowledged))
+    unacknowledged = len(set(stored) - set(acknowledged))
     return {"acknowledged": len(record.acknowledged), "stored": len(rows), "lost": lost,
             "duplicated": duplicated, "stored_unacknowledged": unacknowledged,
             "submissions": int(submissions)}

@@ -1,4 +1,4 @@
-"""``mmscale morale serve | invite | export | stats``: run and harvest an annotation round.
+"""``mmscale morale serve | invite | export | stats | check``: run and harvest an annotation round.
 
 Runs stand-alone too (``python -m mmscale_core.morale.cli serve ...``), which
 skips importing the other commands; the tests and the bench start the server
@@ -47,39 +47,79 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def admin_token_from(args: argparse.Namespace) -> tuple[str, bool]:
+    """(token, generated): from --admin-token-file, else $MMSCALE_MORALE_ADMIN_TOKEN, else a new one.
+
+    Never from the command line itself: argv is visible to every user of the machine (``ps``).
+    """
+    if getattr(args, "admin_token", None):
+        raise MmscaleError(f"--admin-token: a token on the command line is visible to every user in `ps`; "
+                           f"put it in ${ADMIN_TOKEN_ENV} or in a file for --admin-token-file")
+    if args.admin_token_file:
+        path = Path(args.admin_token_file)
+        try:
+            token = path.read_text(encoding="utf-8").strip()
+        except OSError as err:
+            raise MmscaleError(f"--admin-token-file {path}: cannot read it ({err.strerror})") from None
+        if not token:
+            raise MmscaleError(f"--admin-token-file {path}: the file is empty")
+        return token, False
+    token = os.environ.get(ADMIN_TOKEN_ENV)
+    return (token, False) if token else (secrets.token_urlsafe(24), True)
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from mmscale_core.morale.app import MoraleSettings, create_app
     from mmscale_core.morale.assignment import AssignmentPolicy
 
-    token = args.admin_token or os.environ.get(ADMIN_TOKEN_ENV)
-    generated = token is None
-    token = token or secrets.token_urlsafe(24)
+    token, generated = admin_token_from(args)
+    base = (args.public_url or f"http://{args.host}:{args.port}").rstrip("/")
     settings = MoraleSettings(
-        delta=args.delta, seed=args.seed, secure_cookies=args.secure_cookies,
+        delta=args.delta, seed=args.seed, secure_cookies=args.secure_cookies, public_url=base,
+        min_prediction_coverage=args.min_prediction_coverage,
         policy=AssignmentPolicy(ratings_per_item=args.ratings_per_item, canary_rate=args.canary_rate,
-                                max_items=args.max_items, lease_hours=args.lease_hours),
+                                min_items=args.min_items, max_items=args.max_items, lease_hours=args.lease_hours),
     )
-    app = create_app(args.data, args.predictions, db_url(args.db), token, settings=settings)
+    app = create_app(args.data, args.predictions, db_url(args.db), token, settings=settings,
+                     accept_dataset_change=args.accept_dataset_change)
     if not is_loopback(args.host):
         print(f"warning: serving on {args.host}, reachable from other machines; put it behind HTTPS "
               "and pass --secure-cookies", file=sys.stderr)
-    base = f"http://{args.host}:{args.port}"
-    print(f"MORALE serving {args.data} on {base}  (admin: {base}/admin/login)", flush=True)
+    sync = app.state.sync
+    print(f"predictions cover {sync['with_prediction']} of {sync['scenarios']} scenarios "
+          f"({sync['with_prediction'] / max(sync['scenarios'], 1):.0%}); the others skip the discrepancy step"
+          + (f"; {sync['added']} scenario(s) added to the round" if sync["added"] else "")
+          + (f"; {sync['retired']} retired" if sync["retired"] else ""), flush=True)
+    print(f"MORALE serving {args.data} on http://{args.host}:{args.port}  (links and admin: {base}/admin/login)",
+          flush=True)
     if generated:
-        print(f"admin token (generated; set {ADMIN_TOKEN_ENV} to fix one): {token}", flush=True)
+        print(f"admin token (generated; set {ADMIN_TOKEN_ENV} or --admin-token-file to fix one): {token}",
+              flush=True)
     uvicorn.run(app, host=args.host, port=args.port, access_log=args.access_log, log_level=args.log_level)
     return 0
 
 
 def _invite(args: argparse.Namespace) -> int:
-    from mmscale_core.morale.workflow import invite
+    from mmscale_core.morale.app import DEFAULT_PUBLIC_URL
+    from mmscale_core.morale.workflow import invite, reissue
 
     db = open_existing(args.db)
+    base = (args.base_url or db.meta("public_url") or DEFAULT_PUBLIC_URL).rstrip("/")
     for name in args.names:
-        token = invite(db, name)
-        print(f"{name}\t{args.base_url.rstrip('/')}/login/{token}")
+        token = reissue(db, name) if args.reissue else invite(db, name)
+        print(f"{name}\t{base}/login/{token}")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from mmscale_core.morale.pool import load_pool
+
+    pool = load_pool(args.data, decode_images=True)
+    unrated = sum(1 for r in pool.records if not r.get("ratings"))
+    print(f"{args.data}: a valid MORALE pool: {len(pool.records)} scenarios on {len(pool.image_ids)} images, "
+          f"{unrated} without ratings yet")
     return 0
 
 
@@ -129,11 +169,22 @@ def _add_commands(sub) -> None:
     _add_db(p)
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--admin-token", help=f"admin token (>= 16 chars; default ${ADMIN_TOKEN_ENV}, else generated)")
+    p.add_argument("--admin-token", help=argparse.SUPPRESS)  # refused with a message: argv shows in `ps`
+    p.add_argument("--admin-token-file", help=f"file holding the admin token (default ${ADMIN_TOKEN_ENV}, else "
+                   "generated and printed); at least 16 random characters")
+    p.add_argument("--public-url", help="the URL annotators reach the server at (behind a proxy: its HTTPS URL); "
+                   "invitation links use it (default http://HOST:PORT)")
+    p.add_argument("--min-prediction-coverage", type=float, default=0.95,
+                   help="refuse to start when the predictions cover less of the pool than this (0: allow none)")
+    p.add_argument("--accept-dataset-change", action="store_true",
+                   help="the dataset differs from the one the database was created from: add its new scenarios "
+                        "and retire the removed ones (collected ratings are kept)")
     p.add_argument("--delta", type=float, default=1.0, help="discrepancy threshold: |s_user - s_model| > delta")
     p.add_argument("--ratings-per-item", type=int, default=3)
     p.add_argument("--canary-rate", type=float, default=0.2, help="share of images that carry an attention check")
-    p.add_argument("--max-items", type=int, default=6, help="most scenarios shown with one image")
+    p.add_argument("--min-items", type=int, default=3, help="fewest scenarios shown with one image (paper: 3), "
+                   "unless no image has that many left")
+    p.add_argument("--max-items", type=int, default=5, help="most scenarios shown with one image (paper: 5)")
     p.add_argument("--lease-hours", type=float, default=24.0, help="unrated images go back to the pool after this")
     p.add_argument("--seed", type=int, default=None, help="seed the assignment RNG (default: system randomness)")
     p.add_argument("--secure-cookies", action="store_true", help="mark cookies Secure (when served over HTTPS)")
@@ -144,8 +195,15 @@ def _add_commands(sub) -> None:
     p = sub.add_parser("invite", help="create annotators and print their personal links")
     p.add_argument("names", nargs="+", help="annotator ids (they become the dataset's annotator ids)")
     _add_db(p)
-    p.add_argument("--base-url", default="http://127.0.0.1:8000", help="where the server is reached")
+    p.add_argument("--base-url", help="where annotators reach the server (default: the --public-url, or "
+                   "http://HOST:PORT, the server last started with)")
+    p.add_argument("--reissue", action="store_true", help="new links for existing annotators whose link was "
+                   "lost; their old links stop working")
     p.set_defaults(func=_invite)
+
+    p = sub.add_parser("check", help="check a dataset as a pool to serve (ratings may be empty)")
+    p.add_argument("data", help="dataset directory in the release format")
+    p.set_defaults(func=_check)
 
     p = sub.add_parser("export", help="write the round as a dataset in the release format")
     _add_db(p)
@@ -166,7 +224,7 @@ def _add_commands(sub) -> None:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("morale", help="MORALE annotation interface: serve, invite, export, stats",
+    p = subparsers.add_parser("morale", help="MORALE annotation interface: serve, invite, export, stats, check",
                               description="Run a MORALE annotation round (paper sec 3.2) and export it.")
     _add_commands(p.add_subparsers(dest="morale_command", metavar="ACTION", required=True))
 

@@ -10,7 +10,14 @@ database itself, so it holds under concurrency and across restarts:
   per assignment, whatever a client retries;
 * ``submissions`` unique (annotator_id, client_token): a retried form post
   finds its first submission instead of writing again;
-* CHECK constraints on rating (1..5) and modality (text/image/both).
+* CHECK constraints on rating (1..5) and modality (text/image/both);
+* ``scenario_keys`` unique (image_id, text_key): no two scenarios of an image
+  that differ only in case, Unicode form or spacing (the key is computed in
+  Python, :func:`text_key`, the same on SQLite and PostgreSQL);
+* ``meta`` records the dataset the round was created from (its fingerprint and
+  image digests, see :mod:`mmscale_core.morale.pool`); ``retired_scenarios``
+  lists scenarios removed from it by an accepted dataset change;
+* ``admin_sessions``: server-side admin logins (hashed token, expiry).
 
 SQLite (the default) runs in WAL mode with ``synchronous=FULL`` (a commit is on
 disk before the response is sent) and write transactions start with
@@ -29,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import threading
+import unicodedata
 from datetime import datetime, timezone
 from typing import Any, Iterator
 
@@ -43,6 +51,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 from mmscale_core.errors import MmscaleError
 
 MODALITY_CHECK = "modality IN ('text', 'image', 'both')"
+MAX_ID = 2**31 - 1  # integer primary keys fit a 32-bit INTEGER on PostgreSQL; larger path ids are a 404
 STAGES = ("rate", "reconfirm", "add", "done", "expired")
 SQLITE_BUSY_TIMEOUT_S = 60
 
@@ -98,6 +107,44 @@ class Scenario(Base):
     source_task_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id"))
     position: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+def text_key(text: str) -> str:
+    """The duplicate-check key of a scenario: NFKC, casefolded (full Unicode, unlike SQL ``lower``),
+    whitespace collapsed; "Über den Zaun" and "ÜBER  DEN ZAUN" share one key."""
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+class ScenarioKey(Base):
+    """The normalised text of a scenario (NFKC, casefolded, whitespace collapsed), unique per image.
+
+    A table of its own (not a column of ``scenarios``) so that databases of earlier rounds get it
+    from ``create_all``; NULL ``text_key`` marks a dataset scenario that repeats an earlier one.
+    """
+
+    __tablename__ = "scenario_keys"
+    __table_args__ = (UniqueConstraint("image_id", "text_key", name="uq_scenario_text_per_image"),)
+    scenario_id: Mapped[str] = mapped_column(ForeignKey("scenarios.scenario_id"), primary_key=True)
+    image_id: Mapped[str] = mapped_column(ForeignKey("images.image_id"))
+    text_key: Mapped[str | None] = mapped_column(Text)
+
+
+class RetiredScenario(Base):
+    """A dataset scenario removed from the served dataset (``--accept-dataset-change``): no longer
+    assigned or exported; its collected ratings stay in the database and the ratings log."""
+
+    __tablename__ = "retired_scenarios"
+    scenario_id: Mapped[str] = mapped_column(ForeignKey("scenarios.scenario_id"), primary_key=True)
+    retired_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AdminSession(Base):
+    """A server-side admin login: the cookie holds a random token, the DB its SHA-256 and expiry."""
+
+    __tablename__ = "admin_sessions"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
 
 
 class Task(Base):
@@ -262,6 +309,31 @@ class Database:
     def read(self) -> Iterator[Session]:
         with self._read() as session, session.begin():
             yield session
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[Session]:
+        """One read transaction that sees a single state of the database for all its queries.
+
+        SQLite in WAL mode gives each read transaction a snapshot; PostgreSQL needs REPEATABLE
+        READ for it (READ COMMITTED takes a new snapshot per statement).
+        """
+        with self._read() as session:  # the transaction begins with the first query, ends at close
+            if self.read_engine.dialect.name != "sqlite":
+                session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            yield session
+
+    def check_writable(self) -> None:
+        """Commit a real write (the last-check time in ``meta``); MmscaleError when the database refuses.
+
+        A read-only file or a full disk shows only on a write that commits, so a server must
+        check this way before it accepts annotators, and ``/healthz`` checks the same.
+        """
+        try:
+            self.set_meta("write_check", utcnow().isoformat())
+        except DBAPIError as err:
+            raise MmscaleError(f"--db {_shown(self.engine.url)}: the database cannot be written "
+                               f"({_reason(err)}); nothing an annotator submits could be saved. "
+                               "Check the file's permissions and the free disk space") from None
 
     def meta(self, key: str, default: str | None = None) -> str | None:
         with self.read() as session:

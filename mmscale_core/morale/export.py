@@ -29,7 +29,7 @@ from mmscale_core.errors import MmscaleError
 from mmscale_core.io import atomic_path, write_json, write_parquet
 from mmscale_core.morale.db import Database
 from mmscale_core.morale.discrepancy import reconfirmation_stats
-from mmscale_core.morale.queries import progress, ratings_frame, scenarios_frame
+from mmscale_core.morale.queries import Source, progress, ratings_frame, scenarios_frame
 from mmscale_core.morale.screening import item_sd
 
 RATINGS_LOG = "morale_ratings.parquet"
@@ -46,14 +46,14 @@ class ExportSummary:
     skipped_high_variance: int
 
 
-def export_frame(db: Database, *, min_ratings: int = 3, include_existing: bool = False,
+def export_frame(db: Source, *, min_ratings: int = 3, include_existing: bool = False,
                  max_item_sd: float | None = None) -> tuple[pd.DataFrame, dict]:
     """The release-format records of the round and counts of what was left out."""
     if min_ratings < 1:
         raise MmscaleError(f"--min-ratings {min_ratings}: the release format needs at least one rating")
     ratings = ratings_frame(db)
     scenarios = scenarios_frame(db)
-    scenarios = scenarios[~scenarios["author_excluded"]]
+    scenarios = scenarios[~scenarios["author_excluded"] & ~scenarios["retired"]]
     by_item = {sid: grp for sid, grp in ratings.groupby("scenario_id", sort=False)}
     sd = item_sd(ratings) if len(ratings) else pd.Series(dtype=float)
     records, too_few, high_var, added = [], 0, 0, 0
@@ -97,10 +97,18 @@ def export_frame(db: Database, *, min_ratings: int = 3, include_existing: bool =
 def export_dataset(db: Database, data_dir: str | os.PathLike, out: str | os.PathLike, *,
                    min_ratings: int = 3, include_existing: bool = False, max_item_sd: float | None = None,
                    ratings_per_item: int = 3, fmt: str = "parquet") -> ExportSummary:
-    """Write the round to ``out`` in the release format (plus the ratings log and stats) and check it."""
+    """Write the round to ``out`` in the release format (plus the ratings log and stats) and check it.
+
+    Everything written is read in one snapshot, so that the scenarios, the ratings log and the
+    stats agree even while annotators keep submitting.
+    """
     data_dir, out = Path(data_dir), Path(out)
-    frame, counts = export_frame(db, min_ratings=min_ratings, include_existing=include_existing,
-                                  max_item_sd=max_item_sd)
+    with db.snapshot() as session:
+        frame, counts = export_frame(session, min_ratings=min_ratings, include_existing=include_existing,
+                                      max_item_sd=max_item_sd)
+        log = ratings_frame(session, include_excluded=True)
+        stats = {"progress": progress(session, ratings_per_item),
+                 "reconfirmation": reconfirmation_stats(ratings_frame(session))}
     if frame.empty:
         raise MmscaleError(f"nothing to export: no scenario has {min_ratings} rating(s) yet "
                            f"(lower --min-ratings to export a partial round)")
@@ -119,11 +127,9 @@ def export_dataset(db: Database, data_dir: str | os.PathLike, out: str | os.Path
             with atomic_path(dst) as tmp:
                 shutil.copyfile(src, tmp)
     write_dataset(frame, out, fmt=fmt)
-    log = ratings_frame(db, include_excluded=True)
     write_parquet(out / RATINGS_LOG, log.assign(created_at=log["created_at"].astype(str)))
     write_json(out / STATS_FILE, {
-        "progress": progress(db, ratings_per_item),
-        "reconfirmation": reconfirmation_stats(ratings_frame(db)),
+        **stats,
         "export": {"min_ratings": min_ratings, "include_existing": include_existing,
                    "max_item_sd": max_item_sd, **counts},
     })

@@ -35,13 +35,14 @@ class ServerProcess:
         self.base_url = f"http://{LOOPBACK}:{self.port}"
         self.cmd = [sys.executable, "-m", "mmscale_core.morale.cli", "serve", "--data", str(data),
                     "--predictions", str(predictions), "--db", str(db), "--host", LOOPBACK,
-                    "--port", str(self.port), f"--admin-token={admin_token}", "--log-level", "warning", *extra_args]
+                    "--port", str(self.port), "--log-level", "warning", *extra_args]
+        self.admin_token = admin_token  # passed in the environment: argv is visible in `ps`
         self.log = Path(log) if log else None
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60.0) -> "ServerProcess":
         out = open(self.log, "ab") if self.log else subprocess.DEVNULL
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT),
+        env = {**os.environ, "MMSCALE_MORALE_ADMIN_TOKEN": self.admin_token, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT),
                                                                           os.environ.get("PYTHONPATH")]))}
         self.proc = subprocess.Popen(self.cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + timeout

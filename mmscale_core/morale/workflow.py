@@ -23,13 +23,16 @@ from mmscale_core.data import MODALITIES
 from mmscale_core.errors import MmscaleError
 from mmscale_core.morale.assignment import LIKERT_LABELS, canary_text, release_annotator
 from mmscale_core.morale.db import (
-    Annotator, Assignment, CanaryCheck, Database, Rating, Scenario, Submission, Task, utcnow,
+    MAX_ID, Annotator, Assignment, CanaryCheck, Database, Rating, Scenario, ScenarioKey, Submission, Task,
+    text_key, utcnow,
 )
 from mmscale_core.morale.discrepancy import DEFAULT_DELTA, is_flagged, next_stage
+from mmscale_core.text_checks import describe_forbidden_characters
 
 CLIENT_TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,99}$")
 MIN_SCENARIO_CHARS, MAX_SCENARIO_CHARS = 5, 300
+DUPLICATE_SCENARIO = "this image already has that scenario (ignoring case and spacing); propose a different action"
 
 
 class NotFound(Exception):
@@ -38,6 +41,16 @@ class NotFound(Exception):
 
 class Conflict(Exception):
     """The request does not fit the task's current stage (HTTP 409)."""
+
+
+STEP_ORDER = ("rate", "reconfirm", "add", "done")
+STEP_NAMES = {"rate": "rating the scenarios", "reconfirm": "checking the flagged ratings",
+              "add": "adding a scenario", "done": "finished"}
+
+
+def valid_id(value: int) -> bool:
+    """Whether a path id can name a row at all (larger ones overflow SQLite / PostgreSQL integers)."""
+    return 0 < value <= MAX_ID
 
 
 class FormError(Exception):
@@ -85,12 +98,28 @@ def invite(db: Database, name: str) -> str:
         with db.write() as session:
             session.add(Annotator(name=name, token_hash=hash_token(token)))
     except IntegrityError:
-        raise MmscaleError(f"annotator {name!r} already exists") from None
+        raise MmscaleError(f"annotator {name!r} already exists (a lost link is re-issued with "
+                           "`mmscale morale invite --reissue NAME`)") from None
+    return token
+
+
+def reissue(db: Database, name: str) -> str:
+    """A new token for an existing annotator; the old link stops working (only hashes are stored)."""
+    token = secrets.token_urlsafe(24)
+    with db.write() as session:
+        ann = session.scalar(select(Annotator).where(Annotator.name == (name or "").strip()))
+        if ann is None:
+            raise MmscaleError(f"annotator {name!r} does not exist (invite them first)")
+        if ann.excluded_at is not None:
+            raise MmscaleError(f"annotator {name!r} was excluded from the study; no new link is issued")
+        ann.token_hash = hash_token(token)
     return token
 
 
 def exclude(db: Database, annotator_id: int) -> None:
     """Exclude an annotator for good: no more access, their ratings stop counting, their slots reopen."""
+    if not valid_id(annotator_id):
+        raise NotFound(f"no annotator {annotator_id}")
     with db.write() as session:
         ann = session.get(Annotator, annotator_id)
         if ann is None:
@@ -110,6 +139,8 @@ def record_consent(db: Database, annotator_id: int) -> None:
 # --------------------------------------------------------------------------- reading a task
 
 def owned_task(session: Session, annotator_id: int, task_id: int, lock: bool = False) -> Task:
+    if not valid_id(task_id):
+        raise NotFound("no such task for you")
     task = session.get(Task, task_id, with_for_update=lock or None)
     if task is None or task.annotator_id != annotator_id:
         raise NotFound("no such task for you")
@@ -117,23 +148,29 @@ def owned_task(session: Session, annotator_id: int, task_id: int, lock: bool = F
 
 
 def task_items(session: Session, task: Task) -> list[Item]:
-    """The task's scenarios and canary in display order, with any answers given so far."""
+    """The task's scenarios and canary in display order, with any answers given so far.
+
+    Form keys are the display positions (``i1``, ``i2``, ...): a canary's fields are named like
+    every other item's and carry no row id, so the page does not tell it apart.
+    """
     rows = session.execute(
         select(Assignment, Scenario, Rating)
         .join(Scenario, Scenario.scenario_id == Assignment.scenario_id)
         .outerjoin(Rating, Rating.assignment_id == Assignment.id)
         .where(Assignment.task_id == task.id)).all()
-    items = [Item(key=f"s{a.id}", text=s.text, position=a.position, assignment_id=a.id,
+    items = [Item(key="", text=s.text, position=a.position, assignment_id=a.id,
                   rating=r.rating if r else None, modality=r.modality if r else None,
                   model_score=s.model_score,
                   extra={"rating": r, "scenario_id": s.scenario_id}) for a, s, r in rows]
     canary = session.scalar(select(CanaryCheck).where(CanaryCheck.task_id == task.id))
     if canary is not None:
-        items.append(Item(key=f"c{canary.id}", text=canary_text(canary.expected_rating, canary.expected_modality),
+        items.append(Item(key="", text=canary_text(canary.expected_rating, canary.expected_modality),
                           position=canary.position, is_canary=True, canary_id=canary.id,
                           rating=canary.answered_rating, modality=canary.answered_modality,
                           extra={"canary": canary}))
-    items.sort(key=lambda it: (it.position, it.key))
+    items.sort(key=lambda it: (it.position, it.is_canary, it.assignment_id or 0))
+    for number, item in enumerate(items, start=1):
+        item.key = f"i{number}"
     return items
 
 
@@ -210,8 +247,14 @@ def _prior(session: Session, annotator_id: int, client_token: str, task_id: int,
 def _expect_stage(task: Task, stage: str) -> None:
     if task.stage == "expired":
         raise Conflict("this image was handed to someone else after its lease ran out; go to your next task")
-    if task.stage != stage:
-        raise Conflict(f"this step is finished (the task is now at '{task.stage}'); go back to your task")
+    if task.stage == stage:
+        return
+    now = STEP_NAMES[task.stage]
+    if STEP_ORDER.index(task.stage) < STEP_ORDER.index(stage):
+        raise Conflict(f"this step is not open yet: the image is still at {now}. Nothing was recorded; "
+                       "go back to your task and finish that step first")
+    raise Conflict(f"this step was already submitted (the image is now at {now}); nothing more was "
+                   "recorded. Go back to your task to continue")
 
 
 def _submit(db: Database, annotator_id: int, task_id: int, client_token: str, kind: str, stage: str,
@@ -293,16 +336,24 @@ def submit_reconfirm(db: Database, annotator_id: int, task_id: int, form: Mappin
 
 
 def validate_scenario_text(session: Session, image_id: str, text: str | None) -> str:
+    """The cleaned text of a proposed scenario; FormError when too short/long, unprintable or a duplicate.
+
+    The duplicate check compares :func:`text_key` (NFKC + casefold in Python, not SQL ``lower``,
+    which is ASCII-only on SQLite); the unique index on (image_id, text_key) backs it under races.
+    """
+    bad = describe_forbidden_characters(text or "")
+    if bad:
+        raise FormError({"scenario": f"the scenario {bad}"})
     text = " ".join((text or "").split())
     if len(text) < MIN_SCENARIO_CHARS:
         raise FormError({"scenario": f"describe the action in at least {MIN_SCENARIO_CHARS} characters"})
     if len(text) > MAX_SCENARIO_CHARS:
         raise FormError({"scenario": f"keep the scenario under {MAX_SCENARIO_CHARS} characters "
                                      f"(it has {len(text)})"})
-    same = session.scalar(select(func.count()).select_from(Scenario).where(
-        Scenario.image_id == image_id, func.lower(Scenario.text) == text.lower()))
+    same = session.scalar(select(func.count()).select_from(ScenarioKey).where(
+        ScenarioKey.image_id == image_id, ScenarioKey.text_key == text_key(text)))
     if same:
-        raise FormError({"scenario": "this image already has exactly that scenario; propose a different action"})
+        raise FormError({"scenario": DUPLICATE_SCENARIO})
     return text
 
 
@@ -324,6 +375,13 @@ def submit_scenario(db: Database, annotator_id: int, task_id: int, form: Mapping
                 normbank_label=None, split=sibling.split, image_source=sibling.image_source, qc=sibling.qc,
                 source_ratings=None, model_score=None, created_by=annotator_id, source_task_id=task.id,
                 position=last + 1))
+            session.flush()
+            try:  # a concurrent post of the same text (PostgreSQL) loses on the unique index
+                with session.begin_nested():
+                    session.add(ScenarioKey(scenario_id=scenario_id, image_id=task.image_id,
+                                            text_key=text_key(text)))
+            except IntegrityError:
+                raise FormError({"scenario": DUPLICATE_SCENARIO}) from None
         task.stage = "done"
 
     return _submit(db, annotator_id, task_id, form.get("client_token"), "scenario", "add", apply)
