@@ -155,8 +155,8 @@ def load_upstream(root: str | os.PathLike, *, check_images: bool = True, decode_
 
 def upstream_records(frame: pd.DataFrame, file_names: dict[str, str]) -> list[dict]:
     """Frame rows (our names) as flat-file rows; ``file_names`` maps each image_id to its
-    image's file name (the authors' image_id). ``rating_std`` is the population standard
-    deviation of the ratings where the frame carries none."""
+    image's file name (the authors' image_id). Where the frame carries no ``rating_std`` it is
+    the ratings' sample SD (ddof=1, the project's ``rating_sd``; null for a single rating)."""
     compute_std = "rating_std" not in frame.columns or frame["rating_std"].isna().all()
     out = []
     for row in frame.itertuples(index=False):
@@ -170,13 +170,17 @@ def upstream_records(frame: pd.DataFrame, file_names: dict[str, str]) -> list[di
             "text": row.scenario,
             "mean_rating": float(row.score),
             "ratings": ratings,
-            "rating_std": float(np.std(ratings)) if compute_std else (None if pd.isna(std) else float(std)),
+            "rating_std": (_sample_sd(ratings) if compute_std else None if pd.isna(std) else float(std)),
             "modality": row.modality,
             "modality_votes": list(row.modalities),
             "source_slots": None if slots is None else [int(s) for s in slots],
             "dedupe_group_size": None if size is None or pd.isna(size) else int(size),
         })
     return out
+
+
+def _sample_sd(ratings: list[int]) -> float | None:
+    return float(np.std(ratings, ddof=1)) if len(ratings) > 1 else None
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
