@@ -9,7 +9,8 @@ Record fields (see :data:`mmscale_core.data.schema.FIELDS`)::
     setting         str, the target setting text
     scenario        non-empty str
     ratings         list of ints 1..5, length >= 1 (3 in the paper)
-    modalities      list of "text" / "image" / "both", one per rating
+    modalities      list of "text" / "image" / "both", one per rating (another length is
+                    allowed, with a warning, when the record stores its ``modality``)
     normbank_label  optional -1 / 0 / 1, or null (the text-only NormBank judgment)
     annotators      optional list of distinct non-empty str, one per rating, or null
     split           optional "train" / "val" / "test"

@@ -97,7 +97,8 @@ def check_record(rec: dict, report: Report, required: Iterable[str] = REQUIRED_F
     """Apply every field rule to one record; ``report(field, message)`` collects problems.
 
     ``votes_per_rating``: a ``modalities`` list of another length than ``ratings`` is an
-    error (our layout); off, it is left to the caller to warn about (the authors' layout).
+    error (our layout, unless the record stores its ``modality``); off, it is a warning
+    raised when the frame is built (the authors' layout).
     """
     for name in required:
         if name not in rec:
@@ -160,7 +161,10 @@ def check_record(rec: dict, report: Report, required: Iterable[str] = REQUIRED_F
                 report(name, f"annotator(s) {', '.join(dupes)} rated this scenario more than once")
 
     if "ratings" in lengths:
-        for name in ("modalities", "annotators") if votes_per_rating else ("annotators",):
+        # a record that stores its modality label (the authors' data, converted) may carry
+        # votes of another length: a warning then (see ``dataset.build_frame``), not an error
+        strict_votes = votes_per_rating and rec.get("modality") is None
+        for name in ("modalities", "annotators") if strict_votes else ("annotators",):
             if name in lengths and lengths[name] != lengths["ratings"]:
                 report(name, f"has {lengths[name]} entries but ratings has {lengths['ratings']}")
 
