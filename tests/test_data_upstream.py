@@ -401,3 +401,51 @@ def test_calibration_is_fitted_on_val_when_there_is_one():
     train = split == "train"
     assert cal["fitted_on"] == "train"
     assert np.allclose(apply_calibration(cal, raw), fit_score_calibrator(raw[train], true[train]).predict(raw))
+
+
+# --------------------------------------------------------------------------- the pipeline on it
+
+def _outputs_text(notebook: Path) -> str:
+    cells = json.loads(notebook.read_text())["cells"]
+    return "\n".join("".join(out.get("text", "")) + "".join(out.get("data", {}).get("text/plain", ""))
+                     for c in cells if c["cell_type"] == "code" for out in c.get("outputs", []))
+
+
+@pytest.mark.slow
+def test_smoke_pipeline_on_a_simulated_upstream_release(tmp_path):
+    """`dvc repro` with `data.source: directory` pointing at a release in the authors' layout.
+
+    The training matrix is cut to two objectives (one on the 1-5 scale, one through its
+    isotonic map) and one seed, and each ablation axis to one value: every stage and every
+    notebook still runs (8 training runs instead of 19), which is what this test is about;
+    the full matrix runs in test_pipeline.py on our layout.
+    """
+    from test_pipeline import NOTEBOOKS, copy_project, sh
+
+    from mmscale_core.simulator.generate import simulate
+
+    release = tmp_path / "release"
+    simulate(release, n_images=60, image_size=64, photo_images=20, layout="upstream")
+
+    def edit(params):
+        params["profiles"]["smoke"]["data"] = {"source": "directory", "dir": str(release)}
+        params["train_matrix"].update(objective=["lipo", "bce"], seed=[0])
+        params["ablations"].update(list_size=[2], train_fraction=[0.5])
+
+    work = copy_project(tmp_path / "project", edit)
+    sh(["dvc", "repro"], work)
+    assert (work / "data" / "dataset").resolve() == release.resolve()  # linked, not converted
+    for nb in NOTEBOOKS:
+        assert (work / "reports" / "notebooks" / f"{nb}.ipynb").is_file(), nb
+    shifts_page = _outputs_text(work / "reports" / "notebooks" / "02_modality_shifts.ipynb")
+    assert shifts_page.count("not available in this release") == 5, shifts_page
+    assert not (work / "tables" / "02_modality_shifts" / "table2_shifts.csv").exists()
+    summary = pd.read_csv(work / "tables" / "01_data_stats" / "table1_summary.csv")
+    assert summary["statistic"].str.contains("validation images").any()
+    quality = pd.read_csv(work / "tables" / "01_data_stats" / "quality_control.csv")
+    assert quality["statistic"].str.contains("not available in this release").any()
+    bce = json.loads((work / "runs" / "table3" / "minilm-effnet" / "bce" / "seed0" / "metrics.json").read_text())
+    assert bce["calibration_split"] == "val"
+    assert "fitted on the val split" in _outputs_text(work / "reports" / "notebooks" / "06_calibration.ipynb")
+    table = pd.read_csv(work / "tables" / "04_table3" / "table3_companion.csv")
+    assert set(table["objective"]) == {"lipo", "bce"} and np.isfinite(table["value"].to_numpy(dtype=float)).all()
