@@ -73,7 +73,7 @@ def objective_on_scale(objective: str) -> bool:
 def run_predictions(runs: pd.DataFrame, scenarios: pd.DataFrame, split: str | None = "test") -> pd.DataFrame:
     """Scenarios (of ``split``) with two columns per run: ``pred:<run>`` (raw score, for ranking)
     and ``scale:<run>`` (the 1-5 score the safety metrics read: raw for objectives trained on
-    the scale, else the isotonic map fitted on the training split)."""
+    the scale, else the isotonic map fitted on the val split, or train without one)."""
     frame = scenarios if split is None else scenarios[scenarios["split"] == split]
     frame = frame[["scenario_id", "image_id", "split", "score", "modality"]].copy()
     for run in runs.itertuples():

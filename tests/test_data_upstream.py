@@ -14,9 +14,8 @@ from PIL import Image
 from mmscale_core import dataset_stats
 from mmscale_core import modality_shifts as shifts
 from mmscale_core.cli import main as cli_main
-from mmscale_core.data import (
-    DatasetError, NotInRelease, dataset_fingerprint, format_summary, load_dataset,
-)
+from mmscale_core.data import NotInRelease, dataset_fingerprint, format_summary, load_dataset
+from test_data import problems_of
 
 FLAT = "mmscale_clean_flat.jsonl"
 # (image, ratings, votes): lists of 1 to 5 ratings; image 3 is the val image, 4-5 the test images
@@ -80,12 +79,6 @@ def write_release(root: Path, rows: list[dict] | None = None, split_files: dict[
         for k, image_id in enumerate(by_image):
             Image.new("RGB", (6, 5), (40 * k % 255, 90, 30)).save(root / "images" / image_id)
     return root
-
-
-def problems_of(root: Path) -> list[str]:
-    with pytest.raises(DatasetError) as info:
-        load_dataset(root)
-    return [str(p) for p in info.value.problems]
 
 
 # --------------------------------------------------------------------------- reading
@@ -438,6 +431,7 @@ def test_smoke_pipeline_on_a_simulated_upstream_release(tmp_path):
     for nb in NOTEBOOKS:
         assert (work / "reports" / "notebooks" / f"{nb}.ipynb").is_file(), nb
     shifts_page = _outputs_text(work / "reports" / "notebooks" / "02_modality_shifts.ipynb")
+    assert "companion numbers: companion, simulated data" in shifts_page  # simulation.json: not "real"
     assert shifts_page.count("not available in this release") == 5, shifts_page
     assert not (work / "tables" / "02_modality_shifts" / "table2_shifts.csv").exists()
     summary = pd.read_csv(work / "tables" / "01_data_stats" / "table1_summary.csv")
