@@ -76,13 +76,17 @@ def _is_number(x: Any) -> bool:
 def _check_kept_fields(rec: dict, report: Report) -> None:
     """The optional stored values: score/modality given, and the authors' bookkeeping fields."""
     score = rec.get("score")
-    if not is_null(score) and not (_is_number(score) and RATING_RANGE[0] <= score <= RATING_RANGE[1]):
+    if type(score) is float and RATING_RANGE[0] <= score <= RATING_RANGE[1]:
+        pass  # the common case, without the ABC checks
+    elif not is_null(score) and not (_is_number(score) and RATING_RANGE[0] <= score <= RATING_RANGE[1]):
         report("score", f"must be a number from 1 to 5, got {describe(score)}")
     modality = rec.get("modality")
     if modality is not None and modality not in MODALITIES:
         report("modality", f"{describe(modality)} is not one of {', '.join(MODALITIES)}")
     std = rec.get("rating_std")
-    if not is_null(std) and not (_is_number(std) and std >= 0):
+    if type(std) is float and std >= 0:
+        pass
+    elif not is_null(std) and not (_is_number(std) and std >= 0):
         report("rating_std", f"must be a number >= 0 or null, got {describe(std)}")
     slots = rec.get("source_slots")
     if slots is not None and not (isinstance(slots, (list, tuple)) and all(is_int(s) for s in slots)):

@@ -58,7 +58,13 @@ def is_upstream(root: str | os.PathLike) -> bool:
 
 
 def _to_ours(rec: dict) -> dict:
-    return {TO_OURS.get(k, k): v for k, v in rec.items()}
+    """The record in our field names; a 'split' field is dropped (the split files say it)."""
+    out = dict(rec)
+    for up, ours in TO_OURS.items():
+        if up in out:
+            out[ours] = out.pop(up)
+    out.pop("split", None)
+    return out
 
 
 def read_split_files(root: Path, problems: list[Problem]) -> tuple[dict[str, str], list[str]] | None:
@@ -122,8 +128,7 @@ def load_upstream(root: str | os.PathLike, *, check_images: bool = True, decode_
     problems: list[Problem] = []
     raw = read_jsonl_records(root / FLAT_FILE, problems)
     labelled = [(label, _to_ours(rec)) for label, rec in raw]
-    problems += validate_records(FLAT_FILE, [(label, {k: v for k, v in rec.items() if k != "split"})
-                                             for label, rec in labelled],
+    problems += validate_records(FLAT_FILE, labelled,
                                  required=[TO_OURS.get(f, f) for f in REQUIRED], votes_per_rating=False,
                                  names=TO_UPSTREAM)
     splits = read_split_files(root, problems)
@@ -134,9 +139,6 @@ def load_upstream(root: str | os.PathLike, *, check_images: bool = True, decode_
         problems += _split_problems(split_of, labelled)
         for _, rec in labelled:
             rec["split"] = split_of.get(rec.get("scenario_id"))
-    else:
-        for _, rec in labelled:
-            rec.pop("split", None)
     images, image_problems = index_images(root, by_name=True)
     if check_images:
         problems += image_problems
