@@ -15,7 +15,7 @@ import pandas as pd
 
 from mmscale_core import modality_shifts as shifts
 from mmscale_core import paper
-from mmscale_core.data import MODALITIES, Dataset
+from mmscale_core.data import MODALITIES, Dataset, has_field, require_fields
 from mmscale_core.metrics.agreement import krippendorff_alpha_bootstrap
 from mmscale_core.outputs import provenance_label
 
@@ -34,6 +34,8 @@ def summary_vs_paper(dataset: Dataset, source: str) -> pd.DataFrame:
         ("annotators", None, s["annotators"]),
         ("test images (9:1 split)", round(paper.DATASET["images"] / 10), s["split"].get("test", 0)),
     ]
+    if "val" in s["split"]:
+        rows.append(("validation images", None, s["split"]["val"]))
     return _side_by_side(rows, source)
 
 
@@ -47,7 +49,13 @@ def _side_by_side(rows: list[tuple], source: str) -> pd.DataFrame:
 
 
 def ratings_long(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per rating with the modality that annotator chose (Fig. 5)."""
+    """One row per rating with the modality that annotator chose (Fig. 5).
+
+    Scenarios whose votes and ratings differ in length (the authors' merged near-duplicates)
+    cannot pair a rating with its vote and are left out."""
+    frame = frame[frame["ratings"].map(len) == frame["modalities"].map(len)]
+    if not len(frame):
+        return pd.DataFrame({"scenario_id": [], "rating": [], "modality": []})
     return pd.DataFrame({
         "scenario_id": np.repeat(frame["scenario_id"].to_numpy(), frame["ratings"].map(len).to_numpy()),
         "rating": np.concatenate(frame["ratings"].map(np.asarray).to_numpy()),
@@ -74,13 +82,20 @@ def alpha_with_ci(frame: pd.DataFrame, n_boot: int = 200, seed: int = 0) -> pd.D
 
 def quality_vs_paper(frame: pd.DataFrame, qc_report: dict | None, source: str) -> pd.DataFrame:
     """Quality control (sec. 3.1-3.3) measured on the release, plus the simulator's own QC log."""
-    from mmscale_core.simulator.quality import release_quality
+    from mmscale_core.simulator.quality import high_variance_mask, image_qc_shares, release_quality
 
-    q = release_quality(frame)
+    if has_field(frame, "annotators"):
+        q = release_quality(frame)
+        screening = ("annotators flagged by variance screening in the release (%)", None,
+                     100 * q["share_annotators_flagged_by_variance"])
+    else:  # the screening compares each annotator with the others: it needs annotator ids
+        q = {"share_items_sd_above_max": float(high_variance_mask(frame).mean()),
+             **{f"share_images_{k}": v for k, v in image_qc_shares(frame).items()}}
+        screening = ("annotators flagged by variance screening: not available in this release (no annotator ids)",
+                     None, None)
     rows = [
         ("items with rating SD > 1.2 still in the release (%)", 0.0, 100 * q["share_items_sd_above_max"]),
-        ("annotators flagged by variance screening in the release (%)", None,
-         100 * q["share_annotators_flagged_by_variance"]),
+        screening,
         ("images flagged minor (%)", paper.STATISTICS["image_qc_minor_percent"], 100 * q.get("share_images_minor", np.nan)),
         ("images flagged lighting/texture (%)", paper.STATISTICS["image_qc_lighting_percent"],
          100 * q.get("share_images_lighting", np.nan)),
@@ -105,6 +120,7 @@ _QC_LOG = (
 
 def table2_vs_paper(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     """Table 2 shares (% of all labelled scenarios) per (modality, direction), paper vs companion."""
+    require_fields(frame, "Table 2", "normbank_label")
     ours = shifts.table2(frame)
     total = ours[list(shifts.DIRECTIONS)].to_numpy().sum()
     paper_total = paper.table2_total()
@@ -120,6 +136,7 @@ def table2_vs_paper(frame: pd.DataFrame, source: str) -> pd.DataFrame:
 
 def table6_vs_paper(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     """Table 6: divergent scenarios (direction up or down) by grounding modality."""
+    require_fields(frame, "Table 6", "normbank_label")
     ours = shifts.table2(frame)
     divergent = ours["up"] + ours["down"]
     rows = []
@@ -132,6 +149,7 @@ def table6_vs_paper(frame: pd.DataFrame, source: str) -> pd.DataFrame:
 
 def shift_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """Per labelled scenario: modality, NormBank label, signed gap to the anchor, direction."""
+    require_fields(frame, "the shift analysis", "normbank_label")
     out = frame[["scenario_id", "image_id", "modality", "normbank_label"]].copy()
     out["gap"] = shifts.anchor_gap(frame)
     out["direction"] = shifts.shift_direction(frame)

@@ -73,7 +73,7 @@ def objective_on_scale(objective: str) -> bool:
 def run_predictions(runs: pd.DataFrame, scenarios: pd.DataFrame, split: str | None = "test") -> pd.DataFrame:
     """Scenarios (of ``split``) with two columns per run: ``pred:<run>`` (raw score, for ranking)
     and ``scale:<run>`` (the 1-5 score the safety metrics read: raw for objectives trained on
-    the scale, else the isotonic map fitted on the training split)."""
+    the scale, else the isotonic map fitted on the val split, or train without one)."""
     frame = scenarios if split is None else scenarios[scenarios["split"] == split]
     frame = frame[["scenario_id", "image_id", "split", "score", "modality"]].copy()
     for run in runs.itertuples():
@@ -468,3 +468,19 @@ def headline_table(companion: pd.DataFrame, source: str) -> pd.DataFrame:
             row[metric] = metric_cell(by_metric.loc[metric], digits=2)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def calibration_note(runs: pd.DataFrame) -> str:
+    """Which split the isotonic maps of the objectives without a 1-5 scale were fitted on
+    (``calibration_split`` in each run's metrics.json: val when the dataset has one, else train)."""
+    fitted: dict[str, list[str]] = {}
+    for run in runs.itertuples():
+        if objective_on_scale(run.objective):
+            continue
+        metrics = json.loads((Path(run.path) / "metrics.json").read_text(encoding="utf-8"))
+        fitted.setdefault(metrics.get("calibration_split", "train (not recorded)"), []).append(run.run)
+    if not fitted:
+        return "Every objective here predicts on the 1-5 scale; no isotonic map was fitted."
+    parts = [f"the {split} split ({len(names)} run{'s' * (len(names) != 1)})" for split, names in sorted(fitted.items())]
+    return ("Objectives without a 1-5 scale are read through an isotonic map fitted on "
+            f"{' and '.join(parts)}: the validation split when the release has one, else the training split.")

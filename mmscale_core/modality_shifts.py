@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from mmscale_core import paper
-from mmscale_core.data import MODALITIES, majority_modality
+from mmscale_core.data import MODALITIES, majority_modality, require_fields
 
 DIRECTIONS = paper.TABLE2_DIRECTIONS
 
@@ -36,7 +36,10 @@ def with_derived(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def anchor_gap(frame: pd.DataFrame) -> pd.Series:
-    """Rounded (half up) mean rating minus the label's anchor, in signed points; NaN without a label."""
+    """Rounded (half up) mean rating minus the label's anchor, in signed points; NaN without a label.
+
+    Raises ``NotInRelease`` when no scenario has a NormBank label (the authors' release)."""
+    require_fields(frame, "the shift from the text-only NormBank label", "normbank_label")
     anchor = frame["normbank_label"].astype("float").map(
         lambda v: paper.LABEL_ANCHOR.get(int(v)) if v == v else np.nan)
     return np.floor(frame["score"].astype(float) + 0.5) - anchor

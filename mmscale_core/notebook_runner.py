@@ -79,6 +79,8 @@ def run_notebook(name: str, params_file: str | Path = "params.yaml", profile_nam
     profile = load_profile(params_file, profile_name)
     parameters = {**notebook_parameters(name, profile, params_file), **(extra or {})}
     target = Path(output) if output else EXECUTED_DIR / f"{name}.ipynb"
+    for key in ("figures_dir", "tables_dir"):  # stage outputs, even when a release allows no figure
+        Path(parameters[key]).mkdir(parents=True, exist_ok=True)
     with atomic_path(target) as tmp:
         try:
             pm.execute_notebook(

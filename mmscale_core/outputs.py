@@ -37,8 +37,13 @@ def provenance_label(kind: str) -> str:
 
 
 def data_provenance(profile: dict) -> str:
-    """'simulated' or 'real' for a params profile, from its data source."""
-    return "simulated" if profile.get("data", {}).get("source") == "simulate" else "real"
+    """'simulated' or 'real' for a params profile, from its data source (a directory the
+    simulator wrote, e.g. with ``--layout upstream``, carries its ``simulation.json``)."""
+    data = profile.get("data", {})
+    if data.get("source") == "simulate":
+        return "simulated"
+    written_by_simulator = data.get("dir") and (Path(data["dir"]).expanduser() / "simulation.json").is_file()
+    return "simulated" if written_by_simulator else "real"
 
 
 def save_figure(fig, name: str, provenance: str, out_dir: str | Path = "figures",

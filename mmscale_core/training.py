@@ -20,7 +20,7 @@ One run = one ``TrainConfig``. The steps, in the order the code runs them:
 8. outputs: ``adapter/`` (peft ``save_pretrained``: LoRA + fully-trained
    backbone modules such as the fusion projection), ``head.safetensors``,
    ``predictions.parquet`` (scenario_id, image_id, split, score = raw head
-   output, calibrated_score = isotonic map to 1-5 fitted on the train split,
+   output, calibrated_score = isotonic map to 1-5 fitted on the val split, else train,
    modality_pred; the held-out scenarios and those of the images trained on), ``calibration.json``, ``train_log.csv``, ``metrics.json``
    (``evaluate_lists`` on the test split, with CIs, chance and oracle).
 
@@ -45,7 +45,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
-import hashlib
 import io
 import json
 import math
@@ -69,7 +68,7 @@ ensure_torchvision_importable()  # peft and accelerate import transformers, whic
 import torch  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
-from mmscale_core.data import Dataset, load_dataset  # noqa: E402
+from mmscale_core.data import Dataset, dataset_fingerprint, load_dataset  # noqa: E402,F401 (fingerprint: re-exported)
 from mmscale_core.losses import OBJECTIVES, make_objective  # noqa: E402
 from mmscale_core.models import BACKBONES, load_backbone  # noqa: E402
 from mmscale_core.models.base import KeyedImage, ListBatch, resize_max_side  # noqa: E402
@@ -165,18 +164,6 @@ class TrainConfig:
         if not path.is_file():
             raise MmscaleError(f"{run_dir}: not a training run (no {CONFIG_FILE})")
         return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
-
-
-def dataset_fingerprint(dataset: Dataset) -> str:
-    """sha256 over the scenarios file's bytes and every image's name and size (cheap, catches edits)."""
-    digest = hashlib.sha256()
-    with open(dataset.root / dataset.source_file, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    for image_id in sorted(dataset.images):
-        path = dataset.images[image_id]
-        digest.update(f"{path.name}:{path.stat().st_size}\n".encode())
-    return digest.hexdigest()
 
 
 # =========================================================================== 2. data
@@ -431,17 +418,21 @@ def score_scenarios(model: ScoringModel, dataset: Dataset, frame: pd.DataFrame, 
     })
 
 
-def fit_calibration(predictions: pd.DataFrame, frame: pd.DataFrame) -> dict[str, list[float]]:
-    """Isotonic map raw score -> 1-5 fitted on the train split (``metrics.fit_score_calibrator``).
+def fit_calibration(predictions: pd.DataFrame, frame: pd.DataFrame) -> dict[str, Any]:
+    """Isotonic map raw score -> 1-5 (``metrics.fit_score_calibrator``), fitted on the val split
+    when the dataset has one (scenarios the model was not trained on), else on the train split;
+    ``fitted_on`` says which.
 
     Stored as its breakpoints; applying it is linear interpolation with
     clipping, exactly what scikit-learn's ``IsotonicRegression.predict`` does.
     """
     from mmscale_core.metrics import fit_score_calibrator
 
-    train = predictions["split"].to_numpy() == "train"
-    iso = fit_score_calibrator(predictions["score"].to_numpy()[train], frame["score"].to_numpy()[train])
-    return {"x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()}
+    split = predictions["split"].to_numpy()
+    fitted_on = "val" if (split == "val").any() else "train"
+    rows = split == fitted_on
+    iso = fit_score_calibrator(predictions["score"].to_numpy()[rows], frame["score"].to_numpy()[rows])
+    return {"x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist(), "fitted_on": fitted_on}
 
 
 def apply_calibration(calibration: dict[str, list[float]], scores: np.ndarray) -> np.ndarray:
@@ -671,6 +662,7 @@ def write_run_outputs(model: ScoringModel, config: TrainConfig, dataset: Dataset
     write_parquet(run_dir / PREDICTIONS_FILE, predictions)
     on_scale = make_objective(config.objective, config.aux_mse, config.modality_weight).on_score_scale
     metrics = evaluate_predictions(predictions, frame, "score" if on_scale else "calibrated_score")
-    write_json(run_dir / METRICS_FILE, {"config": config.to_dict(), **metrics})
+    write_json(run_dir / METRICS_FILE, {"config": config.to_dict(), "calibration_split": calibration["fitted_on"],
+                                        **metrics})
     if log_rows:
         write_log(run_dir / LOG_FILE, log_rows)

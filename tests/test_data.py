@@ -160,10 +160,12 @@ BAD_CASES = {
     "empty image id": (_mutate("image_id", ""), ["'image_id'", "non-empty string"]),
     "image id with slash": (_mutate("image_id", "../x"), ["'image_id'", "not usable as a file name"]),
     "bad normbank": (_mutate("normbank_label", 2), ["'normbank_label'", "must be -1, 0, 1 or null, got 2"]),
-    "bad split": (_mutate("split", "val"), ["'split'", "'val' is not one of train, test"]),
+    "bad split": (_mutate("split", "validation"), ["'split'", "'validation' is not one of train, val, test"]),
     "bad qc": (_mutate("qc", "blurry"), ["'qc'", "'blurry' is not one of"]),
     "bad image source": (_mutate("image_source", "midjourney"), ["'image_source'", "not one of"]),
-    "missing field": (_drop("annotators"), ["scenario_id=s000_1", "'annotators'", "missing field"]),
+    "missing field": (_drop("modalities"), ["scenario_id=s000_1", "'modalities'", "missing field"]),
+    "stored score out of range": (_mutate("score", 5.5), ["'score'", "must be a number from 1 to 5"]),
+    "stored modality unknown": (_mutate("modality", "sound"), ["'modality'", "'sound' is not one of"]),
     "duplicate id": (_mutate("scenario_id", "s000_0"), ["scenario_id=s000_0", "duplicate id (first at line 1)"]),
 }
 

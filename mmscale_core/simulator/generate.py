@@ -29,7 +29,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mmscale_core.data import split_by_image, write_dataset
+from mmscale_core.data import majority_modality, split_by_image, write_dataset, write_upstream
+from mmscale_core.data.ours import SCENARIO_FILES
+from mmscale_core.data.upstream import CONTEXTS_FILE, FLAT_FILE, SPLITS_DIR
 from mmscale_core.errors import MmscaleError
 from mmscale_core.io import write_json, write_parquet
 from mmscale_core.simulator import annotators as crowd
@@ -41,6 +43,7 @@ from mmscale_core.simulator.scenes import MAX_IMAGE_SIZE, SceneSpec, image_suffi
 
 DEFAULT_IMAGES = 9260
 DEFAULT_PHOTO_IMAGES = 1000
+UPSTREAM_SPLIT = {"test_fraction": 0.2, "val_fraction": 0.1}  # the authors' 70/10/20 by image
 RATERS_PER_ITEM = 3
 # independent random streams
 STREAM_SCENES, STREAM_SCENARIOS, STREAM_CROWD, STREAM_JUDGE, STREAM_RECOLLECT, STREAM_IMAGE, STREAM_PHOTO = range(7)
@@ -274,8 +277,15 @@ def photo_selection(scenes: pd.DataFrame, n_photo: int) -> np.ndarray:
 
 def simulate(out: str | Path, n_images: int = DEFAULT_IMAGES, seed: int = 0, image_size: int = 224,
              photo_images: int = DEFAULT_PHOTO_IMAGES, workers: int | None = None, progress: bool = False,
-             params: SimulationParams = DEFAULT_PARAMS) -> dict:
-    """Write the simulated dataset to ``out``; returns timings and counts."""
+             params: SimulationParams = DEFAULT_PARAMS, layout: str = "ours") -> dict:
+    """Write the simulated dataset to ``out``; returns timings and counts.
+
+    ``layout="upstream"`` writes the release in the authors' layout (flat file, split files,
+    contexts file, images named with their extension) split 70/10/20 train/val/test by
+    image; the sidecars and the ``photo/`` variant (our layout) are the same either way.
+    """
+    if layout not in ("ours", "upstream"):
+        raise MmscaleError(f"--layout must be 'ours' or 'upstream', not {layout!r}")
     if not 16 <= image_size <= MAX_IMAGE_SIZE:
         raise MmscaleError(f"--image-size must be between 16 and {MAX_IMAGE_SIZE} (the paper's maximum), "
                            f"got {image_size}")
@@ -284,12 +294,18 @@ def simulate(out: str | Path, n_images: int = DEFAULT_IMAGES, seed: int = 0, ima
     t0 = time.perf_counter()
     sim = simulate_tables(n_images, seed, params)
     timings["tables_s"] = time.perf_counter() - t0
+    if layout == "upstream":
+        split = split_by_image(sim.scenes["image_id"], **UPSTREAM_SPLIT)
+        sim.scenes["split"] = sim.scenes["image_id"].map(split)
+        sim.release["split"] = sim.release["image_id"].map(split)
 
     t = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    for stale in ("images", "photo"):
+    for stale in ("images", "photo", SPLITS_DIR):
         if (out / stale).exists():
             shutil.rmtree(out / stale)
+    for stale in (*SCENARIO_FILES, FLAT_FILE, CONTEXTS_FILE):  # the other layout's files of an earlier run
+        (out / stale).unlink(missing_ok=True)
     write_parquet(out / "latent.parquet", sim.latent)
     write_parquet(out / "annotators.parquet", sim.annotators)
     write_parquet(out / "judgments_raw.parquet", sim.judgments)
@@ -313,12 +329,19 @@ def simulate(out: str | Path, n_images: int = DEFAULT_IMAGES, seed: int = 0, ima
         write_dataset(photo, out / "photo")
     timings["photo_s"] = time.perf_counter() - t
     # the scenarios file last: an interrupted run never leaves a dataset that looks complete
-    write_dataset(sim.release, out)
+    if layout == "upstream":
+        release = sim.release.assign(score=sim.release["ratings"].map(lambda r: float(np.mean(r))),
+                                     modality=sim.release["modalities"].map(majority_modality))
+        suffix = image_suffix("synthetic")
+        write_upstream(release, out, {i: f"{i}{suffix}" for i in release["image_id"].unique()})
+    else:
+        write_dataset(sim.release, out)
     timings["total_s"] = time.perf_counter() - t0
 
     meta = {
         "generator": "mmscale simulate",
         "seed": seed,
+        "layout": layout,
         "n_images": n_images,
         "image_size": image_size,
         "photo_images": int(len(chosen)),
