@@ -157,6 +157,8 @@ BAD_CASES = {
     "annotators length": (_mutate("annotators", ["a0"]), ["'annotators'", "has 1 entries but ratings has 3"]),
     "annotator twice": (_mutate("annotators", ["a0", "a1", "a0"]), ["'annotators'", "a0 rated this scenario more than once"]),
     "empty scenario": (_mutate("scenario", "   "), ["'scenario'", "non-empty string"]),
+    "NUL in scenario": (_mutate("scenario", "climb\x00 the fence"), ["'scenario'", "U+0000"]),
+    "direction override in setting": (_mutate("setting", "a park \u202e"), ["'setting'", "U+202E"]),
     "empty image id": (_mutate("image_id", ""), ["'image_id'", "non-empty string"]),
     "image id with slash": (_mutate("image_id", "../x"), ["'image_id'", "not usable as a file name"]),
     "bad normbank": (_mutate("normbank_label", 2), ["'normbank_label'", "must be -1, 0, 1 or null, got 2"]),

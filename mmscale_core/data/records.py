@@ -20,6 +20,7 @@ from mmscale_core.data.problems import Problem
 from mmscale_core.data.schema import (
     IMAGE_SOURCES, MODALITIES, NORMBANK_LABELS, QC_FLAGS, RATING_RANGE, REQUIRED_FIELDS, SPLITS, splits_phrase,
 )
+from mmscale_core.text_checks import describe_forbidden_characters
 
 Report = Callable[[str, str], None]
 
@@ -122,6 +123,11 @@ def check_record(rec: dict, report: Report, required: Iterable[str] = REQUIRED_F
         report("image_id", f"{describe(image_id)} is not usable as a file name")
     if "setting" in rec and not isinstance(rec["setting"], str):
         report("setting", f"must be a string, got {describe(rec['setting'])}")
+    for name in ("scenario", "setting"):  # NUL and text-direction overrides (shared with MORALE)
+        if isinstance(rec.get(name), str):
+            bad = describe_forbidden_characters(rec[name])
+            if bad:
+                report(name, bad)
 
     lab = rec.get("normbank_label")
     if not is_null(lab) and (not is_int(lab) or lab not in NORMBANK_LABELS):
