@@ -418,7 +418,7 @@ def test_smoke_pipeline_on_a_simulated_upstream_release(tmp_path):
     from mmscale_core.simulator.generate import simulate
 
     release = tmp_path / "release"
-    simulate(release, n_images=60, image_size=64, photo_images=20, layout="upstream")
+    simulate(release, n_images=60, image_size=64, photo_images=0, layout="upstream")  # like the release: no photo/
 
     def edit(params):
         params["profiles"]["smoke"]["data"] = {"source": "directory", "dir": str(release)}
@@ -440,6 +440,8 @@ def test_smoke_pipeline_on_a_simulated_upstream_release(tmp_path):
     assert quality["statistic"].str.contains("not available in this release").any()
     bce = json.loads((work / "runs" / "table3" / "minilm-effnet" / "bce" / "seed0" / "metrics.json").read_text())
     assert bce["calibration_split"] == "val"
+    assert "Fig. 3 is not available for this data" in _outputs_text(work / "reports" / "notebooks" / "07_vg_validation.ipynb")
+    assert not (work / "tables" / "07_vg_validation" / "fig3_deltas.csv").exists()
     assert "fitted on the val split" in _outputs_text(work / "reports" / "notebooks" / "06_calibration.ipynb")
     table = pd.read_csv(work / "tables" / "04_table3" / "table3_companion.csv")
     assert set(table["objective"]) == {"lipo", "bce"} and np.isfinite(table["value"].to_numpy(dtype=float)).all()
