@@ -43,9 +43,9 @@ from mmscale_core.metrics.ranking import kendall_tau_padded, ndcg_padded, recipr
 from mmscale_core.metrics.safety import N_BINS, UNSAFE_THRESHOLD, safety_counts, safety_metrics_from_counts
 
 PAIRWISE = "Pairwise accuracy (delta>=0)"
-METRICS = ("NDCG@5", "MRR", "Kendall tau", "Unsafe Rate", "AUC-Safety", PAIRWISE)
-LIST_LEVEL_METRICS = METRICS[:3]
-POOLED_METRICS = METRICS[3:5]
+LIST_LEVEL_METRICS = ("NDCG@5", "MRR", "Kendall tau")
+POOLED_METRICS = ("Unsafe Rate", "AUC-Safety")
+METRICS = ("NDCG@5", PAIRWISE, "MRR", "Kendall tau", "Unsafe Rate", "AUC-Safety")  # table order
 COLUMNS = ("metric", "value", "ci_low", "ci_high", "chance", "oracle",
            "n_lists", "n_scenarios", "min_list_size")
 _SAFETY_OFFSET = 2 * len(LIST_LEVEL_METRICS)  # stats columns: (value, defined) x 3, safety counts, pair counts

@@ -32,7 +32,7 @@ import pandas as pd
 
 from mmscale_core.errors import MmscaleError
 from mmscale_core.metrics.evaluate import (
-    LIST_LEVEL_METRICS, METRICS, N_STATISTICS, PAIRWISE, POOLED_METRICS, _chance_levels, _percentile_ci,
+    LIST_LEVEL_METRICS, N_STATISTICS, PAIRWISE, POOLED_METRICS, _chance_levels, _percentile_ci,
     bootstrap_weights, list_statistics, metrics_from_sums,
 )
 from mmscale_core.metrics.padding import PaddedLists, pad_lists
@@ -48,7 +48,7 @@ from mmscale_core.metrics.scalar import (
 
 PAIRWISE_DELTA1 = "Pairwise accuracy (delta>=1)"
 STRATIFIED = tuple(f"Pairwise accuracy {t}" for t in PAIR_TYPES)
-RELEASE_METRICS = ("coverage", *METRICS[:5], PAIRWISE, PAIRWISE_DELTA1, *STRATIFIED,
+RELEASE_METRICS = ("coverage", *LIST_LEVEL_METRICS, *POOLED_METRICS, PAIRWISE, PAIRWISE_DELTA1, *STRATIFIED,
                    "MAE", "RMSE", "AUC-acceptability", "ECE (acceptability)")
 TABLE_COLUMNS = ("metric", "value", "ci_low", "ci_high", "chance", "n")
 _MODALITY_COLUMN = "__modality_code"
