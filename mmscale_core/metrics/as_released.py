@@ -47,8 +47,11 @@ def mean_ndcg_argsort(frame: pd.DataFrame, list_col: str = "image_id", true_col:
                       pred_col: str = "prediction", k: int = 5, min_list_size: int = 2) -> float:
     """The release's ``ndcg_at_5_mean``: mean of :func:`ndcg_argsort` over lists of >= 2 rows,
     each list in the order its rows have in ``frame``."""
-    values = [ndcg_argsort(group[true_col].to_numpy(), group[pred_col].to_numpy(), k)
-              for _, group in frame.groupby(list_col, sort=False) if len(group) >= min_list_size]
+    codes, _ = pd.factorize(frame[list_col], sort=False)
+    rows = np.argsort(codes, kind="stable")  # grouped by list, each list's rows in frame order
+    gold, pred = frame[true_col].to_numpy(np.float64), frame[pred_col].to_numpy(np.float64)
+    values = [ndcg_argsort(gold[idx], pred[idx], k)
+              for idx in np.split(rows, np.flatnonzero(np.diff(codes[rows])) + 1) if idx.size >= min_list_size]
     return float(np.mean(values)) if values else float("nan")
 
 

@@ -42,7 +42,7 @@ GOLD_TOLERANCE = 1e-9
 
 
 def _pair_terms(y_true: np.ndarray, y_score: np.ndarray, mask: np.ndarray,
-                delta: float) -> tuple[np.ndarray, np.ndarray]:
+                delta: float, tolerance: float = GOLD_TOLERANCE) -> tuple[np.ndarray, np.ndarray]:
     """(L, n, n) qualifying pairs i < j and their credit c_ij (1, 1/2 or 0)."""
     n_max = y_true.shape[1]
     upper = np.triu(np.ones((n_max, n_max), dtype=bool), k=1)
@@ -52,16 +52,18 @@ def _pair_terms(y_true: np.ndarray, y_score: np.ndarray, mask: np.ndarray,
     ds = score[:, :, None] - score[:, None, :]
     gap = np.abs(dt)
     qualify = (mask[:, :, None] & mask[:, None, :] & upper
-               & (gap >= delta - GOLD_TOLERANCE) & (gap > GOLD_TOLERANCE))
+               & (gap >= delta - tolerance) & (gap > tolerance))
     credit = np.where(ds == 0, 0.5, (np.sign(ds) == np.sign(dt)).astype(np.float64))
     return qualify, credit
 
 
 def pair_counts_padded(y_true: ArrayLike, y_score: ArrayLike, mask: ArrayLike | None = None,
-                       delta: float = 0.0) -> np.ndarray:
-    """(L, 2) per list: [sum of pair credits, number of qualifying pairs]."""
+                       delta: float = 0.0, tolerance: float = GOLD_TOLERANCE) -> np.ndarray:
+    """(L, 2) per list: [sum of pair credits, number of qualifying pairs].
+
+    ``tolerance=0`` is the release's floating-point test (see the module docstring)."""
     y_true, y_score, mask = as_padded(y_true, y_score, mask)
-    qualify, credit = _pair_terms(y_true, y_score, mask, delta)
+    qualify, credit = _pair_terms(y_true, y_score, mask, delta, tolerance)
     return np.column_stack([(credit * qualify).sum(axis=(1, 2)), qualify.sum(axis=(1, 2)).astype(np.float64)])
 
 
