@@ -95,7 +95,8 @@ def delta_float_pairs(frame: pd.DataFrame, pred_col: str = "prediction", delta: 
 
 def definition_differences(frame: pd.DataFrame, pred_col: str = "prediction", n_orders: int = 20,
                            seed: int = 0) -> pd.DataFrame:
-    """All four differences as one table: difference, quantity, value."""
+    """All four differences as one table: difference, quantity, value, and the value as shown
+    (counts with separators, shares in %, the rest to 4 decimals)."""
     _, spread = ndcg_row_order_spread(frame, pred_col, n_orders, seed)
     gold, pred = frame["score"].to_numpy(), frame[pred_col].to_numpy()
     parts = {
@@ -104,5 +105,14 @@ def definition_differences(frame: pd.DataFrame, pred_col: str = "prediction", n_
         "AUC-acceptability: gold at exactly 2.5": acceptability_threshold(gold, pred),
         "Pairwise accuracy (delta>=1): float differences": delta_float_pairs(frame, pred_col),
     }
-    rows = [(name, quantity, value) for name, values in parts.items() for quantity, value in values.items()]
-    return pd.DataFrame(rows, columns=["difference", "quantity", "value"])
+    rows = [(name, quantity, value, _shown(quantity, value))
+            for name, values in parts.items() for quantity, value in values.items()]
+    return pd.DataFrame(rows, columns=["difference", "quantity", "value", "shown"])
+
+
+def _shown(quantity: str, value: float) -> str:
+    if isinstance(value, (int, np.integer)):
+        return f"{value:,}"
+    if quantity in ("share", "lists with a tie"):
+        return f"{value:.1%}"
+    return f"{value:.4f}"

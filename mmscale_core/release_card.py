@@ -38,7 +38,8 @@ def _paper_modality_percent() -> dict[str, float]:
 
 
 def release_vs_paper() -> pd.DataFrame:
-    """One row per quantity: the paper's value, the release's (card), where each comes from, and a note."""
+    """One row per quantity: the paper's value, the release's (card), where each comes from, and a note
+    (``source`` names both, since the two value columns have different provenances)."""
     split = RELEASE["split_images"]
     n_split = sum(split.values())
     paper_mod = _paper_modality_percent()
@@ -54,7 +55,8 @@ def release_vs_paper() -> pd.DataFrame:
         *[(f"modality label {m}", f"{paper_mod[m]:.1f}%", f"{RELEASE['modality_percent'][m]:.1f}%",
            "Table 2 row totals", "paper: share of Table 2's 28,586 scenarios") for m in ("text", "image", "both")],
     ]
-    return pd.DataFrame(rows, columns=["quantity", "paper", "release (dataset card)", "paper reference", "note"])
+    return pd.DataFrame(rows, columns=["quantity", "paper", "release (dataset card)", "paper reference", "note"]).assign(
+        source="paper and dataset card, transcribed")
 
 
 def cleaning_steps() -> pd.DataFrame:

@@ -72,5 +72,5 @@ def test_delta_float_pairs_counts_thirds_exactly():
 
 def test_definition_differences_table(judged):
     table = definition_audit.definition_differences(judged, n_orders=3)
-    assert list(table.columns) == ["difference", "quantity", "value"]
+    assert list(table.columns) == ["difference", "quantity", "value", "shown"]
     assert table["difference"].nunique() == 4 and table["value"].notna().all()
