@@ -121,7 +121,8 @@ def _bench_release_metrics(frame: pd.DataFrame, groups: list[tuple[np.ndarray, n
     gold, pred = data["score"].to_numpy(), data["prediction"].to_numpy()
     delta1 = sum(pair_counts_padded(t[None, :], s[None, :], delta=1.0)[0] for t, s in groups)
     expected = {"MAE": mae(gold, pred), "RMSE": rmse(gold, pred), "AUC-acceptability": auc_acceptability(gold, pred),
-                "ECE (acceptability)": ece_acceptability(gold, pred), "Pairwise accuracy (delta>=1)": delta1[0] / delta1[1]}
+                "ECE (acceptability)": ece_acceptability(gold, pred),
+                "Pairwise accuracy (delta>=1)": delta1[0] / delta1[1]}
     values = table.set_index("metric")["value"]
     worst = max(abs(values[name] - value) for name, value in expected.items())
     print(f"max |table - per-list / flat functions| over {', '.join(expected)}: {worst:.2e}")

@@ -55,8 +55,8 @@ def release_vs_paper() -> pd.DataFrame:
         *[(f"modality label {m}", f"{paper_mod[m]:.1f}%", f"{RELEASE['modality_percent'][m]:.1f}%",
            "Table 2 row totals", "paper: share of Table 2's 28,586 scenarios") for m in ("text", "image", "both")],
     ]
-    return pd.DataFrame(rows, columns=["quantity", "paper", "release (dataset card)", "paper reference", "note"]).assign(
-        source="paper and dataset card, transcribed")
+    columns = ["quantity", "paper", "release (dataset card)", "paper reference", "note"]
+    return pd.DataFrame(rows, columns=columns).assign(source="paper and dataset card, transcribed")
 
 
 def cleaning_steps() -> pd.DataFrame:

@@ -32,7 +32,7 @@ import pandas as pd
 
 from mmscale_core.errors import MmscaleError
 from mmscale_core.metrics.evaluate import (
-    LIST_LEVEL_METRICS, N_STATISTICS, PAIRWISE, POOLED_METRICS, _chance_levels, _percentile_ci,
+    LIST_LEVEL_METRICS, N_STATISTICS, PAIRWISE, POOLED_METRICS, _chance_levels, _json_number, _percentile_ci,
     bootstrap_weights, list_statistics, metrics_from_sums,
 )
 from mmscale_core.metrics.padding import PaddedLists, pad_lists
@@ -128,11 +128,5 @@ def evaluate_predictions(frame: pd.DataFrame, *, n_in_split: int | None = None, 
 
 def metrics_json(table: pd.DataFrame) -> dict[str, list[dict]]:
     """``{"metrics": [{metric, value, ci_low, ci_high, chance, n}, ...]}``, NaN -> null."""
-    def number(v):
-        if isinstance(v, (int, np.integer)):
-            return int(v)
-        v = float(v)
-        return None if math.isnan(v) else v
-
-    return {"metrics": [{"metric": row["metric"], **{c: number(row[c]) for c in TABLE_COLUMNS[1:]}}
+    return {"metrics": [{"metric": row["metric"], **{c: _json_number(row[c]) for c in TABLE_COLUMNS[1:]}}
                         for row in table.to_dict(orient="records")]}
