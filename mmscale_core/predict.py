@@ -87,10 +87,17 @@ def predict_dataset(run: TrainedRun, dataset: Dataset, *, lists_per_batch: int |
 
 
 def predict_to_file(run_dir: str | os.PathLike, data_dir: str | os.PathLike, out: str | os.PathLike,
-                    *, progress: bool = True) -> pd.DataFrame:
-    """``mmscale predict``: validate the data first (cheap), then load the run and score."""
+                    *, progress: bool = True, fmt: str = "parquet") -> pd.DataFrame:
+    """``mmscale predict``: validate the data first (cheap), then load the run and score.
+
+    ``fmt="upstream"`` writes the release's inference JSONL instead (``mmscale_core.upstream_predictions``)."""
     dataset = load_dataset(data_dir)
     run = load_run(run_dir)
     predictions = predict_dataset(run, dataset, progress=progress)
-    write_parquet(out, predictions)
+    if fmt == "upstream":
+        from mmscale_core.upstream_predictions import model_id_of, upstream_rows, write_upstream_predictions
+
+        write_upstream_predictions(out, upstream_rows(predictions, dataset.scenarios, model_id_of(run.config)))
+    else:
+        write_parquet(out, predictions)
     return predictions

@@ -100,7 +100,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from mmscale_core.predict import predict_to_file
 
-    predictions = predict_to_file(args.run, args.data, args.out, progress=not args.no_progress)
+    predictions = predict_to_file(args.run, args.data, args.out, progress=not args.no_progress, fmt=args.format)
     print(f"{len(predictions)} predictions written to {args.out}")
     return 0
 
@@ -151,6 +151,10 @@ def register(subparsers) -> None:
     )
     q.add_argument("--run", required=True, help="run directory written by mmscale train")
     q.add_argument("--data", required=True, help="dataset directory to score")
-    q.add_argument("--out", required=True, help="output parquet file")
+    q.add_argument("--out", required=True, help="output file (parquet, or JSONL with --format upstream)")
+    q.add_argument("--format", choices=["parquet", "upstream"], default="parquet",
+                   help="parquet (default) or upstream: the release's inference JSONL (prediction = calibrated "
+                        "1-5 score, provider mmscale, prompt_type trained), scored by mmscale evaluate or the "
+                        "authors' evaluators")
     q.add_argument("--no-progress", action="store_true", help="no progress bars")
     q.set_defaults(func=_cmd_predict)

@@ -154,13 +154,18 @@ def test_headline_table_puts_ours_first_with_ci_and_chance(runs_and_frame):
     lipo_ndcg = companion[(companion["objective"] == "lipo") & (companion["metric"] == "NDCG@5")].iloc[0]
     assert ours["NDCG@5"].iloc[0] == (f"{lipo_ndcg['value']:.2f} [{lipo_ndcg['ci_low']:.2f}, "
                                       f"{lipo_ndcg['ci_high']:.2f}] (chance {lipo_ndcg['chance']:.2f})")
+    assert list(headline.columns[2:4]) == ["NDCG@5", "Pairwise accuracy (delta>=0)"]
+    assert (headline.loc[headline["source"].str.startswith("paper"), "Pairwise accuracy (delta>=0)"]
+            == "not reported").all()
+    assert ours["Pairwise accuracy (delta>=0)"].str.endswith("(chance 0.50)").all()
 
 
 def test_metrics_wide_shows_every_metric_with_its_ci_and_chance(runs_and_frame):
     runs, frame, _ = runs_and_frame
     table = experiments.evaluate_runs(runs, frame, n_boot=50)
     wide = experiments.metrics_wide(table, ["backbone", "objective"])
-    assert list(wide.columns) == ["NDCG@5", "MRR", "Kendall tau", "Unsafe Rate", "AUC-Safety"]
+    assert list(wide.columns) == ["NDCG@5", "Pairwise accuracy (delta>=0)", "MRR", "Kendall tau", "Unsafe Rate",
+                                  "AUC-Safety"]
     assert wide.index.tolist() == [("minilm-effnet", "bce"), ("minilm-effnet", "lipo")]
     mrr = table[(table["objective"] == "lipo") & (table["metric"] == "MRR")].iloc[0]
     assert wide.loc[("minilm-effnet", "lipo"), "MRR"] == (

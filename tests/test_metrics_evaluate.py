@@ -44,7 +44,22 @@ def direct_metrics(frame: pd.DataFrame, pred: str, min_size: int = 1) -> dict[st
         "Kendall tau": np.nanmean([kendall_tau(g["score"], g[pred]) for g in groups]),
         "Unsafe Rate": unsafe_rate(pooled["score"], pooled[pred]),
         "AUC-Safety": auc_safety(pooled["score"], pooled[pred]),
+        "Pairwise accuracy (delta>=0)": pooled_pairwise_accuracy(groups, pred),
     }
+
+
+def pooled_pairwise_accuracy(groups: list[pd.DataFrame], pred: str) -> float:
+    """Reference: every pair of every list enumerated in Python, credit 1 / 0.5 / 0."""
+    credit = pairs = 0.0
+    for g in groups:
+        gold, score = g["score"].tolist(), g[pred].tolist()
+        for i in range(len(gold)):
+            for j in range(i + 1, len(gold)):
+                if gold[i] == gold[j]:
+                    continue
+                pairs += 1
+                credit += 0.5 if score[i] == score[j] else float((score[i] > score[j]) == (gold[i] > gold[j]))
+    return credit / pairs
 
 
 @pytest.mark.parametrize("min_size", [1, 2, 4])
@@ -65,7 +80,8 @@ def test_table_layout_and_oracle(frame):
                                    "n_lists", "n_scenarios", "min_list_size"]
     assert list(table["metric"]) == list(METRICS)
     assert table.set_index("metric")["oracle"].to_dict() == pytest.approx({
-        "NDCG@5": 1.0, "MRR": 1.0, "Kendall tau": 1.0, "Unsafe Rate": 0.0, "AUC-Safety": 1.0}, abs=1e-12)
+        "NDCG@5": 1.0, "MRR": 1.0, "Kendall tau": 1.0, "Unsafe Rate": 0.0, "AUC-Safety": 1.0,
+        "Pairwise accuracy (delta>=0)": 1.0}, abs=1e-12)
     assert (table["ci_low"] <= table["value"]).all() and (table["value"] <= table["ci_high"]).all()
 
 

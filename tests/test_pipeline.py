@@ -43,7 +43,8 @@ TABLES = {
     "05_ablations": ["fig8_ablations", "fig8_claims", "safety_thresholds", "safety_thresholds_paired"],
     "06_calibration": ["fig9b_ece", "table5_modality"],
     "07_vg_validation": ["fig3_metrics_by_image_style", "fig3_deltas"],
-    "08_paper_audit": ["contradictions", "chance_levels", "table5_majority_check"],
+    "08_paper_audit": ["contradictions", "chance_levels", "table5_majority_check", "release_vs_paper",
+                       "release_cleaning_steps", "release_definition_differences"],
 }
 NOTEBOOKS = ["01_data_stats", "02_modality_shifts", "04_table3", "05_ablations", "06_calibration",
              "07_vg_validation", "08_paper_audit"]
