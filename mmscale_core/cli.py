@@ -3,7 +3,8 @@
 Each feature module owns its subcommand: it defines ``register(subparsers)``,
 which adds a parser and sets ``func`` (called with the parsed args, returning
 an exit code). Benchmarks register under ``mmscale bench NAME`` the same way
-through ``register_bench(subparsers)``. To add a command, add its module here.
+through ``register_bench(subparsers)``, listed in
+``mmscale_core.bench.BENCH_MODULES``. To add a command, add its module here.
 
 User errors (:class:`~mmscale_core.errors.MmscaleError`) are printed as a
 message with a non-zero exit code, never as a traceback.
@@ -27,16 +28,6 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mmscale_core.evaluate_cli",
 )
 
-# Modules that define ``register_bench(subparsers)`` for ``mmscale bench NAME``.
-BENCH_MODULES: tuple[str, ...] = (
-    "mmscale_core.data_bench",
-    "mmscale_core.kernel_bench",
-    "mmscale_core.metrics_bench",
-    "mmscale_core.models.prefix_bench",
-    "mmscale_core.morale.bench",
-    "mmscale_core.simulator.bench",
-)
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -48,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
         importlib.import_module(name).register(sub)
     bench = sub.add_parser("bench", help="benchmarks that print measured ratios side by side")
     bench_sub = bench.add_subparsers(dest="bench", metavar="NAME", required=True)
+    from mmscale_core.bench import BENCH_MODULES
+
     for name in BENCH_MODULES:
         importlib.import_module(name).register_bench(bench_sub)
     return parser

@@ -21,7 +21,7 @@ from mmscale_core.metrics import (
     to_metrics_dict,
     unsafe_rate,
 )
-from mmscale_core.metrics_bench import synthetic_lists
+from mmscale_core.bench.metrics import synthetic_lists
 from mmscale_core.metrics.evaluate import bootstrap_weights, list_statistics, metrics_from_sums
 from mmscale_core.metrics.padding import pad_lists
 

@@ -23,7 +23,7 @@ from mmscale_core.errors import MmscaleError
 from mmscale_core.metrics import ndcg_at_k
 from mmscale_core.morale import cli as morale_cli
 from mmscale_core.morale.app import create_app
-from mmscale_core.morale.bench import hidden_field
+from mmscale_core.morale.client import hidden_field
 from mmscale_core.morale.db import Annotator as AnnotatorRow
 from mmscale_core.morale.db import Assignment, CanaryCheck, Rating, Scenario, Submission, Task, utcnow
 from mmscale_core.morale.discrepancy import is_flagged, next_stage, reconfirmation_stats

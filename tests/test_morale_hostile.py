@@ -24,7 +24,7 @@ from mmscale_core.morale import export as export_module
 from mmscale_core.morale import workflow
 from mmscale_core.morale.app import FailureThrottle, check_admin_token, create_app
 from mmscale_core.morale.assignment import AssignmentPolicy, task_size
-from mmscale_core.morale.bench import canary_answers, hidden_field, item_keys
+from mmscale_core.morale.client import canary_answers, hidden_field, item_keys
 from mmscale_core.morale.db import (
     AdminSession, Assignment, CanaryCheck, Rating, RetiredScenario, Scenario, ScenarioKey, Task,
 )

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
 from mmscale_core.morale import workflow
-from mmscale_core.morale.bench import canary_answers, hidden_field, item_keys
+from mmscale_core.morale.client import canary_answers, hidden_field, item_keys
 from mmscale_core.morale.db import Annotator as AnnotatorRow
 from mmscale_core.morale.db import Database, Rating, Scenario, Submission, Task
 from mmscale_core.morale.server import ServerProcess

@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 
 from mmscale_core.morale.app import MoraleSettings, create_app
 from mmscale_core.morale.assignment import AssignmentPolicy
-from mmscale_core.morale.bench import canary_answers, hidden_field, item_keys
+from mmscale_core.morale.client import canary_answers, hidden_field, item_keys
 from mmscale_core.morale.workflow import invite
 
 ADMIN_TOKEN = "admin-token-for-tests-0123456789"

@@ -8,7 +8,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from mmscale_core import definition_audit, release_card
-from mmscale_core.metrics_bench import synthetic_lists
+from mmscale_core.bench.metrics import synthetic_lists
 
 
 @pytest.fixture(scope="module")

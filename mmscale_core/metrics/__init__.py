@@ -10,7 +10,7 @@ stratified by modality pair), ``scalar`` (its MAE, RMSE, AUC-acceptability, ECE)
 comparisons), ``upstream`` (every metric of ``mmscale evaluate``, ours and the
 release's, under one bootstrap), ``as_released`` (the release's definitions
 where they are ill-posed, for the audit), ``padding`` (long frame -> padded arrays). ``mmscale bench metrics``
-lives in ``mmscale_core.metrics_bench``, outside this package, so that building the CLI's
+lives in ``mmscale_core.bench.metrics``, outside this package, so that building the CLI's
 parser does not import scikit-learn.
 """
 

@@ -8,14 +8,13 @@ authors' layout (flat file + split files).
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from mmscale_core.bench.timing import alternate, medians, ratio_line
 from mmscale_core.data import load_dataset, write_dataset, write_upstream
 
 
@@ -36,24 +35,21 @@ def synthetic_release(n_scenarios: int, seed: int = 0) -> pd.DataFrame:
 
 
 def run(n_scenarios: int = 32_212, repeats: int = 3) -> dict[str, float]:
+    """Median load time per layout, the layouts timed in alternating order (``bench.timing``)."""
     frame = synthetic_release(n_scenarios)
-    times: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for fmt in ("parquet", "jsonl", "upstream"):
-            root = Path(tmp) / fmt
-            if fmt == "upstream":
-                scenarios = load_dataset(Path(tmp) / "parquet", check_images=False).scenarios
-                write_upstream(scenarios, root, {i: f"{i}.png" for i in scenarios["image_id"].unique()})
-            else:
-                write_dataset(frame, root, fmt=fmt)
-            runs = []
-            for _ in range(repeats):
-                start = time.perf_counter()
-                ds = load_dataset(root, check_images=False)
-                runs.append(time.perf_counter() - start)
+        roots = {fmt: Path(tmp) / fmt for fmt in ("parquet", "jsonl", "upstream")}
+        write_dataset(frame, roots["parquet"], fmt="parquet")
+        write_dataset(frame, roots["jsonl"], fmt="jsonl")
+        scenarios = load_dataset(roots["parquet"], check_images=False).scenarios
+        write_upstream(scenarios, roots["upstream"], {i: f"{i}.png" for i in scenarios["image_id"].unique()})
+
+        def load(root: Path) -> None:
+            ds = load_dataset(root, check_images=False)
             assert len(ds.scenarios) == n_scenarios
-            times[fmt] = statistics.median(runs)
-    return times
+
+        timings = alternate({fmt: [lambda r=root: load(r)] for fmt, root in roots.items()}, repeats=repeats)
+    return medians(timings)
 
 
 def _cmd(args: argparse.Namespace) -> int:
@@ -63,8 +59,9 @@ def _cmd(args: argparse.Namespace) -> int:
     names = {"parquet": "scenarios.parquet", "jsonl": "scenarios.jsonl", "upstream": "upstream flat + splits"}
     for fmt, t in times.items():
         print(f"  {names[fmt]:<23} {t:6.3f} s   ({args.scenarios / t:,.0f} records/s)")
-    print(f"  jsonl/parquet time ratio: {times['jsonl'] / times['parquet']:.2f}x, upstream/parquet: "
-          f"{times['upstream'] / times['parquet']:.2f}x   (target: each well under 1 s)")
+    for fmt in ("jsonl", "upstream"):
+        print("  " + ratio_line(f"{names[fmt]} / {names['parquet']} time", (fmt, times[fmt]), ("parquet", times["parquet"])))
+    print("  (target: each well under 1 s)")
     return 0
 
 

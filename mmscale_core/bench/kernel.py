@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import tempfile
-import time
 from pathlib import Path
+
+from mmscale_core.bench.timing import alternate, medians, ratio_line, time_once
 
 STAGE_IMPORTS = (
     "from mmscale_core.training import train\n"
@@ -24,13 +24,11 @@ STAGE_IMPORTS = (
 )
 
 
-def _execute(notebook: Path, out: Path, kernel: str) -> float:
+def _execute(notebook: Path, out: Path, kernel: str) -> None:
     import papermill as pm
 
-    start = time.perf_counter()
     pm.execute_notebook(str(notebook), str(out), kernel_name=kernel, cwd=str(Path.cwd()),
                         progress_bar=False, language="python")
-    return time.perf_counter() - start
 
 
 def run(runs: int = 3) -> dict[str, float]:
@@ -52,18 +50,16 @@ def run(runs: int = 3) -> dict[str, float]:
             nb.cells = [nbformat.v4.new_code_cell(STAGE_IMPORTS)]
             nbformat.write(nb, notebook)
             zygote = warm_kernel.start_zygote(os.environ["MMSCALE_WARM_KERNEL_ADDRESS"], idle_s=30)
-            first_warm = _execute(notebook, out, warm_name)  # waits for the zygote's imports
-            cold, warm = [], []
-            for _ in range(runs):
-                cold.append(_execute(notebook, out, "python3"))
-                warm.append(_execute(notebook, out, warm_name))
+            first_warm = time_once(lambda: _execute(notebook, out, warm_name))  # waits for the zygote's imports
+            timings = medians(alternate({"cold": [lambda: _execute(notebook, out, "python3")],
+                                         "warm": [lambda: _execute(notebook, out, warm_name)]}, repeats=runs))
             zygote.terminate()
     finally:
         if saved is None:
             os.environ.pop("MMSCALE_WARM_KERNEL_ADDRESS", None)
         else:
             os.environ["MMSCALE_WARM_KERNEL_ADDRESS"] = saved
-    return {"cold": statistics.median(cold), "warm": statistics.median(warm), "first_warm": first_warm}
+    return {**timings, "first_warm": first_warm}
 
 
 def _cmd(args: argparse.Namespace) -> int:
@@ -73,7 +69,7 @@ def _cmd(args: argparse.Namespace) -> int:
     print(f"  cold kernel (python3)        {times['cold']:6.2f} s")
     print(f"  warm kernel (forked)         {times['warm']:6.2f} s")
     print(f"  first warm run, zygote start {times['first_warm']:6.2f} s (paid once per dvc repro)")
-    print(f"  cold/warm ratio: {times['cold'] / times['warm']:.2f}x")
+    print("  " + ratio_line("cold/warm ratio", ("cold", times["cold"]), ("warm", times["warm"])))
     return 0
 
 

@@ -28,11 +28,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from mmscale_core.bench.timing import Timing, alternate, ratio_line
 from mmscale_core.errors import MmscaleError
 
 if TYPE_CHECKING:  # torch is imported where it is used, so `mmscale --help` stays fast
@@ -112,15 +112,11 @@ def build_backbone(args: argparse.Namespace):
 
 
 @dataclass
-class PathResult:
-    name: str
-    seconds: list[float] = field(default_factory=list)
+class PathResult(Timing):
+    """A side's timing plus what only the prefix benchmark measures."""
+
     peak_bytes: int | None = None
     flops: int | None = None
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.seconds)
 
 
 def _sync(device: torch.device) -> None:
@@ -174,33 +170,23 @@ def count_flops(steps: list[Callable[[], None]]) -> int:
 
 def measure(steps: dict[str, list[Callable[[], None]]], device: torch.device, warmup: int, repeats: int
             ) -> list[PathResult]:
-    """Time every list under both paths back to back (order alternating), so load changes hit both alike.
-
-    A repeat's time for a path is the sum over the lists; the repeats after warm-up are kept.
-    """
+    """Every list under both paths back to back (``bench.timing.alternate``), synchronised, with peaks."""
     import torch
 
-    results = {name: PathResult(name) for name in steps}
-    names = list(steps)
-    n_lists = len(steps[names[0]])
-    for repeat in range(warmup + repeats):
-        totals = dict.fromkeys(names, 0.0)
-        for i in range(n_lists):
-            for name in names if (repeat + i) % 2 == 0 else names[::-1]:
-                if device.type == "cuda":
-                    torch.cuda.reset_peak_memory_stats(device)
-                _sync(device)
-                start = time.perf_counter()
-                steps[name][i]()
-                _sync(device)
-                totals[name] += time.perf_counter() - start
-                if device.type == "cuda" and repeat >= warmup:
-                    peak = torch.cuda.max_memory_allocated(device)
-                    results[name].peak_bytes = max(results[name].peak_bytes or 0, peak)
-        if repeat >= warmup:
-            for name in names:
-                results[name].seconds.append(totals[name])
-    return [results[name] for name in names]
+    peaks: dict[str, int | None] = dict.fromkeys(steps)
+
+    def before(name: str) -> None:
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        _sync(device)
+
+    def after(name: str, kept: bool) -> None:
+        _sync(device)
+        if device.type == "cuda" and kept:
+            peaks[name] = max(peaks[name] or 0, torch.cuda.max_memory_allocated(device))
+
+    timings = alternate(steps, warmup=warmup, repeats=repeats, before=before, after=after)
+    return [PathResult(t.name, t.seconds, peak_bytes=peaks[t.name]) for t in timings]
 
 
 def peak_tflops(device: torch.device, given: float | None) -> float | None:
@@ -258,7 +244,8 @@ def run_bench(args: argparse.Namespace) -> int:
         rows.append(dict(path=result.name, scenarios_per_s=per_s, seconds=result.seconds,
                          lm_tokens=tokens[result.name], peak_bytes=result.peak_bytes, flops=result.flops))
     ratio = results[0].median / results[1].median
-    print(f"shared-prefix speed-up (scenarios/s, shared / naive): {ratio:.2f}x")
+    print(ratio_line("shared-prefix speed-up (scenarios/s, shared / naive)", (results[0].name, results[0].median),
+                     (results[1].name, results[1].median)))
     if args.json:
         from mmscale_core.io import write_json
 

@@ -23,6 +23,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from mmscale_core.bench.timing import ratio_line
+
 # the metrics modules (scikit-learn, scipy: ~1.5 s) are imported when the benchmark runs, not
 # when `mmscale` builds its parser for every command
 
@@ -90,9 +92,9 @@ def run_bench(n_lists: int, n_boot: int, loop_resamples: int, seed: int) -> int:
     loop_total = point_time + n_boot * per_resample
     print(f"per-list Python loop: point estimate {point_time:.3f} s + {per_resample:.3f} s per resample "
           f"(timed on {loop_resamples} resamples, extrapolated linearly to {n_boot:,}): {loop_total:.1f} s")
-    print(f"speed-up with {n_boot:,} resamples (loop / vectorized): {loop_total / vectorized:.2f}x")
-    print(f"speed-up of one pass without bootstrap ({point_time:.3f} s / {single_pass:.3f} s): "
-          f"{point_time / single_pass:.2f}x")
+    print(ratio_line(f"speed-up with {n_boot:,} resamples (loop / vectorized)", ("loop, extrapolated", loop_total),
+                     ("vectorized", vectorized)))
+    print(ratio_line("speed-up of one pass without bootstrap", ("loop", point_time), ("vectorized", single_pass)))
 
     values = table.set_index("metric")["value"]
     worst = max(abs(values[name] - point[name]) for name in METRICS)
