@@ -30,8 +30,16 @@ def prepare_data(profile: dict, out: str | Path) -> Path:
     if source == "simulate":
         from mmscale_core.simulator.generate import simulate
 
+        import dataclasses
+
+        from mmscale_core.simulator.params import DEFAULT_PARAMS
+
+        params = DEFAULT_PARAMS
+        if data.get("expansion_share") is not None:  # sec 3.2's added scenarios (the expansion/ dataset)
+            params = params.with_(expansion=dataclasses.replace(params.expansion,
+                                                                image_share=float(data["expansion_share"])))
         simulate(out, n_images=int(require(data, "images", where)), seed=int(data.get("seed", 0)),
-                 image_size=int(data.get("image_size", 224)))
+                 image_size=int(data.get("image_size", 224)), params=params)
     elif source == "directory":
         real = Path(require(data, "dir", where)).expanduser().resolve()
         load_dataset(real)  # validate before anything depends on it

@@ -165,6 +165,7 @@ BAD_CASES = {
     "bad split": (_mutate("split", "validation"), ["'split'", "'validation' is not one of train, val, test"]),
     "bad qc": (_mutate("qc", "blurry"), ["'qc'", "'blurry' is not one of"]),
     "bad image source": (_mutate("image_source", "midjourney"), ["'image_source'", "not one of"]),
+    "bad origin": (_mutate("origin", "annotator"), ["'origin'", "'annotator' is not one of source, expansion"]),
     "missing field": (_drop("modalities"), ["scenario_id=s000_1", "'modalities'", "missing field"]),
     "stored score out of range": (_mutate("score", 5.5), ["'score'", "must be a number from 1 to 5"]),
     "stored modality unknown": (_mutate("modality", "sound"), ["'modality'", "'sound' is not one of"]),
@@ -305,3 +306,32 @@ def test_ci_runs_the_readme_test_command():
     assert "make test" in readme and "make repro" in readme
     makefile = (repo / "Makefile").read_text()
     assert "\ntest: $(STAMP)\n\t$(PY) -m pytest" in makefile
+
+
+# --------------------------------------------------------------------------- origin (sec 3.2's expansion)
+
+def _with_origin(recs: list[dict]) -> list[dict]:
+    return [{**r, "origin": "expansion" if r["scenario_id"].endswith("_2") else "source"} for r in recs]
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
+def test_origin_is_read_and_written_in_our_layout(tmp_path, fmt):
+    ds = load_dataset(write_jsonl(tmp_path / "d", _with_origin(make_records())))
+    assert ds.has("origin") and set(ds.scenarios["origin"]) == {"source", "expansion"}
+    write_dataset(ds.scenarios, tmp_path / "d", fmt=fmt)
+    again = load_dataset(tmp_path / "d").scenarios
+    assert again["origin"].tolist() == ds.scenarios["origin"].tolist()
+
+
+def test_origin_is_left_out_when_no_record_has_it(tmp_path):
+    ds = load_dataset(write_jsonl(tmp_path / "d", make_records()))
+    assert not ds.has("origin")
+    write_dataset(ds.scenarios, tmp_path / "d", fmt="jsonl")
+    assert "origin" not in (tmp_path / "d" / "scenarios.jsonl").read_text()
+
+
+def test_origin_on_some_records_only_is_an_error(tmp_path):
+    recs = _with_origin(make_records())
+    del recs[4]["origin"]
+    probs = problems_of(write_jsonl(tmp_path / "d", recs))
+    assert any("'origin'" in p and "set on 17 of 18 records; set it on all or none" in p for p in probs), probs

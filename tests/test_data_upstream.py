@@ -351,6 +351,24 @@ def test_ours_to_upstream_reports_what_it_leaves_out(tmp_path, capsys):
     assert s["ratings"].tolist() == orig["ratings"].tolist() and up.warnings == []
 
 
+def test_origin_survives_export_to_the_authors_layout_and_back(tmp_path, capsys):
+    recs = [{**r, "origin": "expansion" if i % 3 == 2 else "source"}
+            for i, r in enumerate(_our_records("present", "present"))]
+    src = _write_ours(tmp_path / "d", recs)
+    assert cli_main(["export", "--layout", "upstream", str(src), str(tmp_path / "up")]) == 0
+    assert "origin" not in capsys.readouterr().out.split("left out", 1)[-1]
+    flat = [json.loads(line) for line in (tmp_path / "up" / FLAT).read_text().splitlines()]
+    want = {r["scenario_id"]: r["origin"] for r in recs}
+    assert {r["scenario_id"]: r["origin"] for r in flat} == want
+    assert cli_main(["export", "--layout", "ours", str(tmp_path / "up"), str(tmp_path / "back")]) == 0
+    back = load_dataset(tmp_path / "back").scenarios
+    assert dict(zip(back["scenario_id"], back["origin"])) == want
+    rows = flat_rows()
+    rows[0]["origin"] = "expansion"   # the authors' layout: all records or none, like ours
+    probs = problems_of(write_release(tmp_path / "partial", rows))
+    assert any("'origin'" in p and "set it on all or none" in p for p in probs), probs
+
+
 def test_export_refuses_a_non_empty_target(tmp_path, capsys):
     src = write_release(tmp_path / "src")
     (tmp_path / "out").mkdir()

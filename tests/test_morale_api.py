@@ -338,6 +338,8 @@ def test_export_round_trip_validates_with_added_scenarios(tmp_path):
         assert len(rec.ratings) == 3 and set(rec.annotators) <= {"writer", "ann0", "ann1", "ann2"}
     added = ds.scenarios[ds.scenarios["scenario"] == "cooking dinner for a sick neighbour"].iloc[0]
     assert "writer" not in added["annotators"] and pd.isna(added["normbank_label"])
+    assert added["origin"] == "expansion"  # sec 3.2: an annotator-added scenario, the rest the pool's
+    assert (ds.scenarios["origin"] == "source").sum() == 9
     image_of_added = added["image_id"]
     assert added["split"] == by_id[by_id["image_id"] == image_of_added]["split"].iloc[0]
     assert by_id.loc["img0-s0", "split"] == "test" and by_id.loc["img1-s0", "split"] == "train"

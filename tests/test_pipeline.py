@@ -39,7 +39,7 @@ TABLES = {
                            "shift_regression", "reinforce_contradict"],
     "04_table3": ["headline", "table3_companion", "table3_companion_all_lists", "table3_paper_vs_companion",
                   "table3_paired_tests", "table4", "table3_modality_ablation", "table3_modality_paired",
-                  "environment"],
+                  "environment", "table3_expansion"],
     "05_ablations": ["fig8_ablations", "fig8_claims", "safety_thresholds", "safety_thresholds_paired"],
     "06_calibration": ["fig9b_ece", "table5_modality"],
     "07_vg_validation": ["fig3_metrics_by_image_style", "fig3_deltas"],

@@ -259,3 +259,69 @@ def test_quality_summaries_on_a_release_frame():
     assert quality.visual_analysis_mask(frame).tolist() == [True, True, False, True]
     long = quality.long_judgments(frame)
     assert len(long) == 12 and set(long.columns) == {"scenario_id", "annotator", "rating"}
+
+
+# --------------------------------------------------------------------------- expansion (sec 3.2, Fig. 4)
+
+@pytest.fixture(scope="module")
+def expanded_dir(tmp_path_factory) -> Path:
+    """A small simulation where every agreeing test image with room gets added scenarios."""
+    import dataclasses
+
+    from mmscale_core.simulator.params import DEFAULT_PARAMS, ExpansionParams
+
+    out = tmp_path_factory.mktemp("expanded") / "data"
+    params = DEFAULT_PARAMS.with_(expansion=dataclasses.replace(ExpansionParams(), image_share=1.0))
+    simulate(out, n_images=N_IMAGES, seed=SEED, image_size=16, photo_images=0, workers=1, params=params)
+    return out
+
+
+def test_expansion_dataset_adds_scenarios_to_test_images_only(expanded_dir):
+    from mmscale_core.simulator.lexicon import pool_for
+
+    sim_dir = expanded_dir
+    release = load_dataset(sim_dir).scenarios
+    expanded = load_dataset(sim_dir / "expansion").scenarios
+    assert not load_dataset(sim_dir).has("origin")  # the release itself stays source-only
+    source = expanded[expanded["origin"] == "source"].reset_index(drop=True)
+    added = expanded[expanded["origin"] == "expansion"]
+    assert len(added) > 0 and set(expanded["origin"]) == {"source", "expansion"}
+    cols = ["scenario_id", "image_id", "scenario", "ratings", "modalities", "annotators", "split"]
+    pd.testing.assert_frame_equal(source[cols], release[cols])
+    assert set(added["split"]) == {"test"} and expanded.groupby("image_id").size().max() <= 5
+    assert (added["ratings"].map(len) == 3).all() and added["modalities"].map(len).eq(3).all()
+    latent = pd.read_parquet(sim_dir / "expansion" / "latent.parquet").set_index("scenario_id")
+    for image_id, group in expanded[expanded["image_id"].isin(added["image_id"])].groupby("image_id"):
+        place = latent.loc[group["scenario_id"].iloc[0], "place"]
+        pool = pool_for(place)
+        actions = [int(pool.action[np.flatnonzero(pool.text == t)[0]]) for t in group["scenario"]]
+        assert len(set(actions)) == len(actions), image_id  # an added scenario is a new situation
+    meta = json.loads((sim_dir / "simulation.json").read_text())
+    assert meta["expansion_scenarios"] == len(added)
+
+
+def test_expansion_moves_no_source_record():
+    import dataclasses
+
+    from mmscale_core.simulator import generate
+    from mmscale_core.simulator.params import DEFAULT_PARAMS, ExpansionParams
+
+    with_exp = generate.simulate_tables(150, 1)
+    none = generate.simulate_tables(150, 1, DEFAULT_PARAMS.with_(expansion=ExpansionParams(image_share=0.0)))
+    everywhere = generate.simulate_tables(150, 1, DEFAULT_PARAMS.with_(
+        expansion=dataclasses.replace(ExpansionParams(), image_share=1.0, splits=("train", "test"))))
+    for other in (none, everywhere):
+        pd.testing.assert_frame_equal(with_exp.release, other.release)
+        pd.testing.assert_frame_equal(with_exp.latent, other.latent)
+    assert none.expansion.empty and len(everywhere.expansion) > len(with_exp.expansion) > 0
+
+
+def test_only_images_where_the_annotator_agreed_with_the_model_are_expanded():
+    from mmscale_core.simulator.expansion import agreeing_images
+
+    release = pd.DataFrame({"scenario_id": ["a-0", "a-1", "b-0"], "image_id": ["a", "a", "b"],
+                            "ratings": [[1, 2, 2], [5, 5, 4], [5, 5, 5]]})
+    latent = pd.DataFrame({"scenario_id": ["a-0", "a-1", "b-0"], "true_acceptability": [4.5, 4.8, 1.0]})
+    rng = np.random.default_rng(0)
+    assert agreeing_images(release, latent, rng, agree_within=1.0, model_noise=0.0) == {"a"}
+    assert agreeing_images(release, latent, rng, agree_within=4.0, model_noise=0.0) == {"a", "b"}

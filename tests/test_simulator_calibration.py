@@ -117,3 +117,14 @@ def test_text_only_scorer_fails_where_the_image_matters(joined):
     assert err["image"] > 2 * err["text"] and err["both"] > 2 * err["text"]
     oracle_err = (joined["score"] - joined["true_acceptability"]).abs().groupby(joined["grounding"]).mean()
     assert (oracle_err < 0.45).all()
+
+
+def test_expanded_data_keeps_every_target_with_and_without_its_added_scenarios(sim_dir):
+    """Sec 3.2's annotator-added scenarios (the ``expansion/`` dataset) keep the paper's marginals."""
+    t = calibration.calibration_report(sim_dir / "expansion")
+    share = t.loc[t["target"].str.startswith("expansion scenarios"), "simulated"].iloc[0]
+    assert 0 < share < 5
+    for col in ("pass", "pass (source only)"):
+        checked = t[t[col].notna()]
+        assert len(checked) >= 30 and checked[col].astype(bool).all(), "\n" + calibration.format_report(t)
+    assert "source only" in calibration.format_report(t)

@@ -17,8 +17,8 @@ from mmscale_core.data.problems import (
 from mmscale_core.data.records import check_record, validate_records
 from mmscale_core.data.schema import (
     DEFAULT_SPLIT_SEED, DEFAULT_TEST_FRACTION, DERIVED_COLUMNS, FIELDS, GIVEN_FIELDS, IMAGE_DIR, IMAGE_SOURCES,
-    IMAGE_SUFFIXES, MODALITIES, NORMBANK_LABELS, OPTIONAL_FIELDS, QC_FLAGS, RATING_RANGE, REQUIRED_FIELDS, SPLITS,
-    majority_modality, split_by_image,
+    IMAGE_SUFFIXES, MODALITIES, NORMBANK_LABELS, OPTIONAL_FIELDS, ORIGINS, QC_FLAGS, RATING_RANGE, REQUIRED_FIELDS,
+    SPLITS, majority_modality, split_by_image,
 )
 from mmscale_core.data.upstream import FLAT_FILE, is_upstream, load_upstream, write_upstream
 
@@ -26,7 +26,7 @@ from mmscale_core.data.upstream import FLAT_FILE, is_upstream, load_upstream, wr
 __all__ = [
     "DEFAULT_SPLIT_SEED", "DEFAULT_TEST_FRACTION", "DERIVED_COLUMNS", "FIELDS", "FLAT_FILE", "GIVEN_FIELDS",
     "IMAGE_DIR", "IMAGE_SOURCES", "IMAGE_SUFFIXES", "LAYOUTS", "MODALITIES", "NORMBANK_LABELS", "OPTIONAL_FIELDS",
-    "QC_FLAGS", "RATING_RANGE", "REQUIRED_FIELDS", "SCENARIO_FILES", "SPLITS", "DataWarning", "Dataset",
+    "ORIGINS", "QC_FLAGS", "RATING_RANGE", "REQUIRED_FIELDS", "SCENARIO_FILES", "SPLITS", "DataWarning", "Dataset",
     "DatasetError", "NotInRelease", "Problem", "build_frame", "check_image_files", "check_record",
     "dataset_fingerprint", "detect_layout", "export_dataset", "format_summary", "format_warning_report",
     "format_warnings", "has_field", "index_images", "is_upstream", "load_dataset", "load_ours", "load_upstream",

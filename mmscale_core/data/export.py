@@ -2,7 +2,8 @@
 
 Ours -> the authors': ``image_id`` becomes the image's file name, the split becomes the
 split files; fields the authors' layout has no place for (``normbank_label``,
-``annotators``, ``image_source``, ``qc``) are left out and reported. The authors' -> ours:
+``annotators``, ``image_source``, ``qc``) are left out and reported; ``origin`` is kept
+(the authors' layout, as read here, accepts it). The authors' -> ours:
 ``image_id`` becomes the file stem and the stored ``mean_rating`` and ``modality`` are kept
 as ``score`` and ``modality``, so converting back gives every field of the flat file again.
 """

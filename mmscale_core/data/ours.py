@@ -16,6 +16,8 @@ Record fields (see :data:`mmscale_core.data.schema.FIELDS`)::
     split           optional "train" / "val" / "test"
     image_source    optional "sd15" / "dalle3" / "vg" / "synthetic" / "photo"
     qc              optional "ok" / "minor" / "lighting" / "severe"
+    origin          optional "source" / "expansion" (an annotator-added scenario, MORALE's
+                    discrepancy-guided step, sec 3.2); on all records or none
     score           optional stored mean rating 1..5 (else derived)
     modality        optional stored label (else the majority of ``modalities``)
     rating_std, source_slots, dedupe_group_size   optional, the authors' fields, kept as given
@@ -168,7 +170,7 @@ def _records_to_parquet(records: list[dict], cols: list[str], path: Path) -> Non
         "normbank_label": pa.int8(), "ratings": pa.list_(pa.int8()), "modalities": pa.list_(pa.string()),
         "annotators": pa.list_(pa.string()), "split": pa.string(), "image_source": pa.string(), "qc": pa.string(),
         "rating_std": pa.float64(), "source_slots": pa.list_(pa.int32()), "dedupe_group_size": pa.int32(),
-        "score": pa.float64(), "modality": pa.string(),
+        "origin": pa.string(), "score": pa.float64(), "modality": pa.string(),
     }
     schema = pa.schema([(c, types[c]) for c in cols])
     table = pa.Table.from_pylist(records, schema=schema)

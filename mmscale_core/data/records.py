@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable
 
 from mmscale_core.data.problems import Problem
 from mmscale_core.data.schema import (
-    IMAGE_SOURCES, MODALITIES, NORMBANK_LABELS, QC_FLAGS, RATING_RANGE, REQUIRED_FIELDS, SPLITS, splits_phrase,
+    IMAGE_SOURCES, MODALITIES, NORMBANK_LABELS, ORIGINS, QC_FLAGS, RATING_RANGE, REQUIRED_FIELDS, SPLITS, splits_phrase,
 )
 from mmscale_core.text_checks import describe_forbidden_characters
 
@@ -178,7 +178,8 @@ def check_record(rec: dict, report: Report, required: Iterable[str] = REQUIRED_F
             if name in lengths and lengths[name] != lengths["ratings"]:
                 report(name, f"has {lengths[name]} entries but ratings has {lengths['ratings']}")
 
-    for name, allowed in (("split", SPLITS), ("image_source", IMAGE_SOURCES), ("qc", QC_FLAGS)):
+    for name, allowed in (("split", SPLITS), ("image_source", IMAGE_SOURCES), ("qc", QC_FLAGS),
+                          ("origin", ORIGINS)):
         v = rec.get(name)
         if v is not None and v not in allowed:
             report(name, f"{describe(v)} is not one of {', '.join(allowed)}")
@@ -201,7 +202,7 @@ def validate_records(file_name: str, records: list[tuple[str, dict]], *,
 
     seen_ids: dict[str, str] = {}
     splits_by_image: dict[str, set] = {}
-    n_with_split = 0
+    n_with_split = n_with_origin = 0
     for label, rec in records:
         sid = rec.get("scenario_id")
         where = f"scenario_id={sid}" if isinstance(sid, str) and sid.strip() else label
@@ -215,6 +216,7 @@ def validate_records(file_name: str, records: list[tuple[str, dict]], *,
                 report("scenario_id", f"duplicate id (first at {seen_ids[sid]})")
             else:
                 seen_ids[sid] = label
+        n_with_origin += rec.get("origin") is not None
         split = rec.get("split")
         if split is not None:
             n_with_split += 1
@@ -226,6 +228,12 @@ def validate_records(file_name: str, records: list[tuple[str, dict]], *,
             file_name,
             f"'split' is set on {n_with_split} of {len(records)} records; set it on all or none",
             field="split",
+        ))
+    if 0 < n_with_origin < len(records):  # a missing origin would be read as neither source nor expansion
+        problems.append(Problem(
+            file_name,
+            f"'origin' is set on {n_with_origin} of {len(records)} records; set it on all or none",
+            field=names.get("origin", "origin"),
         ))
     for image_id, splits in splits_by_image.items():
         if len(splits) > 1:

@@ -17,15 +17,19 @@ MODALITIES = ("text", "image", "both")
 SPLITS = ("train", "val", "test")
 IMAGE_SOURCES = ("sd15", "dalle3", "vg", "synthetic", "photo")
 QC_FLAGS = ("ok", "minor", "lighting", "severe")
+# sec 3.2 / Fig. 4: a scenario of the source pool, or one an annotator added for the same image
+# after agreeing with the model (MORALE's discrepancy-guided expansion)
+ORIGINS = ("source", "expansion")
 NORMBANK_LABELS = (-1, 0, 1)
 RATING_RANGE = (1, 5)
 
 # In file order. ``annotators`` and ``normbank_label`` are optional (absent or null): the
 # authors' release has neither. ``rating_std``, ``source_slots`` and ``dedupe_group_size``
 # are the authors' fields, kept so that a release converted to our layout converts back.
+# ``origin`` (source / expansion) is set on all records or none, in both layouts.
 FIELDS = (
     "image_id", "scenario_id", "setting", "scenario", "normbank_label", "ratings", "modalities", "annotators",
-    "split", "image_source", "qc", "rating_std", "source_slots", "dedupe_group_size",
+    "split", "image_source", "qc", "rating_std", "source_slots", "dedupe_group_size", "origin",
 )
 REQUIRED_FIELDS = ("image_id", "scenario_id", "setting", "scenario", "ratings", "modalities")
 OPTIONAL_FIELDS = tuple(f for f in FIELDS if f not in REQUIRED_FIELDS)

@@ -13,7 +13,10 @@ Flat fields and what they become in the frame (our names): ``image_id``, ``scena
 ``target_setting`` -> setting, ``text`` -> scenario, ``mean_rating`` -> score (used as
 given), ``ratings`` (ints 1-5, any length >= 1), ``modality`` (used as given),
 ``modality_votes`` -> modalities, and kept as they are ``rating_std``, ``source_slots``,
-``dedupe_group_size``. There are no annotators and no NormBank labels.
+``dedupe_group_size``. There are no annotators and no NormBank labels. One field of ours
+is read and written here too, though the authors' release has none: ``origin`` (``source`` /
+``expansion``, sec 3.2's annotator-added scenarios), at the end of a flat row when a
+release carries it, so that an expanded dataset converts between layouts and back.
 
 Errors (nothing loads): every rule of our layout on the mapped fields, a scenario in two
 split files, a split scenario missing from the flat file, a flat scenario in no split
@@ -160,6 +163,7 @@ def upstream_records(frame: pd.DataFrame, file_names: dict[str, str]) -> list[di
     image's file name (the authors' image_id). Where the frame carries no ``rating_std`` it is
     the ratings' sample SD (ddof=1, the project's ``rating_sd``; null for a single rating)."""
     compute_std = "rating_std" not in frame.columns or frame["rating_std"].isna().all()
+    with_origin = "origin" in frame.columns and frame["origin"].notna().any()
     out = []
     for row in frame.itertuples(index=False):
         get = row._asdict().get
@@ -177,6 +181,7 @@ def upstream_records(frame: pd.DataFrame, file_names: dict[str, str]) -> list[di
             "modality_votes": list(row.modalities),
             "source_slots": None if slots is None else [int(s) for s in slots],
             "dedupe_group_size": None if size is None or pd.isna(size) else int(size),
+            **({"origin": get("origin")} if with_origin else {}),
         })
     return out
 

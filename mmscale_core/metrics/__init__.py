@@ -41,11 +41,12 @@ from mmscale_core.metrics.ranking import (
 )
 from mmscale_core.metrics.safety import UNSAFE_THRESHOLD, auc_safety, unsafe_rate
 from mmscale_core.metrics.scalar import auc_acceptability, ece_acceptability, mae, rmse
+from mmscale_core.metrics.subset_compare import compare_subset
 
 __all__ = [
     "METRICS", "PAIR_TYPES", "UNSAFE_THRESHOLD", "PaddedLists",
     "acceptability", "auc_acceptability", "auc_safety", "ece_acceptability", "mae", "pairwise_accuracy", "rmse",
-    "wilson_interval", "calibrate_scores", "compare", "evaluate_lists",
+    "wilson_interval", "calibrate_scores", "compare", "compare_subset", "evaluate_lists",
     "expected_calibration_error", "fit_score_calibrator", "kendall_tau", "kendall_tau_padded",
     "krippendorff_alpha", "modality_scores", "ndcg_at_k", "ndcg_padded", "pad_lists",
     "per_list_metrics", "reciprocal_rank", "reciprocal_rank_padded", "reliability_curve",

@@ -2,7 +2,8 @@
 
 Each scenario with at least ``min_ratings`` counted ratings becomes one record:
 the source fields of the dataset (annotator-added scenarios take their image's
-split / image_source / qc and a null ``normbank_label``), and the round's
+split / image_source / qc and a null ``normbank_label``; ``origin`` says which: ``source``
+for the pool's, ``expansion`` for those added, sec 3.2), and the round's
 final ratings (after reconfirmation), modalities and annotator names.
 Excluded annotators and scenarios they wrote are left out; canaries never
 enter the pool. ``include_existing`` puts the dataset's own earlier ratings
@@ -78,16 +79,19 @@ def export_frame(db: Source, *, min_ratings: int = 3, include_existing: bool = F
             ratings_list = list(old["ratings"]) + ratings_list
             modalities = list(old["modalities"]) + modalities
             annotators = list(old["annotators"]) + annotators
-        added += isinstance(row.created_by, str)
+        is_added = isinstance(row.created_by, str)
+        added += is_added
         records.append({
             "image_id": row.image_id, "scenario_id": row.scenario_id, "setting": row.setting,
             "scenario": row.scenario,
             "normbank_label": None if pd.isna(row.normbank_label) else int(row.normbank_label),
             "ratings": [int(r) for r in ratings_list], "modalities": list(modalities),
             "annotators": list(annotators), "split": row.split, "image_source": row.image_source, "qc": row.qc,
+            "origin": "expansion" if is_added else "source",
         })
     frame = pd.DataFrame(records, columns=["image_id", "scenario_id", "setting", "scenario", "normbank_label",
-                                           "ratings", "modalities", "annotators", "split", "image_source", "qc"])
+                                           "ratings", "modalities", "annotators", "split", "image_source", "qc",
+                                           "origin"])
     for optional in ("split", "image_source", "qc"):  # the format wants these on all records or none
         if frame[optional].isna().any():
             frame = frame.drop(columns=optional)

@@ -21,6 +21,7 @@ sidecars ``latent.parquet``, ``annotators.parquet``, ``judgments_raw.parquet``,
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from mmscale_core.errors import MmscaleError
 from mmscale_core.io import write_json, write_parquet
 from mmscale_core.simulator import annotators as crowd
 from mmscale_core.simulator import quality
+from mmscale_core.simulator.expansion import expand, expanded_release
 from mmscale_core.simulator.lexicon import CUES, KINDS
 from mmscale_core.simulator.params import DEFAULT_PARAMS, SimulationParams
 from mmscale_core.simulator.scenarios import draw_scenes, write_scenarios
@@ -47,6 +49,8 @@ UPSTREAM_SPLIT = {"test_fraction": 0.2, "val_fraction": 0.1}  # the authors' 70/
 RATERS_PER_ITEM = 3
 # independent random streams
 STREAM_SCENES, STREAM_SCENARIOS, STREAM_CROWD, STREAM_JUDGE, STREAM_RECOLLECT, STREAM_IMAGE, STREAM_PHOTO = range(7)
+STREAM_EXPANSION, STREAM_EXPANSION_JUDGE = 7, 8  # after the source's: adding them moved nothing
+EXPANSION_DIR = "expansion"
 
 
 def _rng(seed: int, stream: int) -> np.random.Generator:
@@ -65,6 +69,8 @@ class Simulation:
     scenes: pd.DataFrame
     qc_report: dict
     seed: int
+    expansion: pd.DataFrame | None = None         # annotator-added scenarios (``origin: expansion``)
+    expansion_latent: pd.DataFrame | None = None  # and their latent truth
 
 
 def _image_ids(n: int) -> np.ndarray:
@@ -176,7 +182,10 @@ def simulate_tables(n_images: int = DEFAULT_IMAGES, seed: int = 0,
     release, latent = _release_frames(items[keep].reset_index(drop=True), scenes, final, keep, names, split)
     annotators = _annotator_table(pool, screening)
     report = _qc_report(canaries, screening, judgments, removed, in_scope, release, n_images, int(last), params)
-    return Simulation(release, latent, annotators, judgments, canaries, scenes_out, report, seed)
+    added, added_latent = expand(release, latent, scenes, pool, flagged, _rng(seed, STREAM_EXPANSION),
+                                 _rng(seed, STREAM_EXPANSION_JUDGE), params)
+    return Simulation(release, latent, annotators, judgments, canaries, scenes_out, report, seed,
+                      added, added_latent)
 
 
 LATENT_COLUMNS = ("scenario", "action", "lexicon_kind", "grounding", "relation", "scene_relation", "negated",
@@ -277,8 +286,13 @@ def photo_selection(scenes: pd.DataFrame, n_photo: int) -> np.ndarray:
 
 def simulate(out: str | Path, n_images: int = DEFAULT_IMAGES, seed: int = 0, image_size: int = 224,
              photo_images: int = DEFAULT_PHOTO_IMAGES, workers: int | None = None, progress: bool = False,
-             params: SimulationParams = DEFAULT_PARAMS, layout: str = "ours") -> dict:
+             params: SimulationParams = DEFAULT_PARAMS, layout: str = "ours", expansion: bool = True) -> dict:
     """Write the simulated dataset to ``out``; returns timings and counts.
+
+    ``expansion`` also writes ``expansion/``: the release plus the annotator-added scenarios
+    (sec 3.2; test-split images only, see ``ExpansionParams``), every record with its
+    ``origin``, in our layout, images linked from ``images/``. The release itself stays
+    source-only, so that every number computed on it is the same with or without expansion.
 
     ``layout="upstream"`` writes the release in the authors' layout (flat file, split files,
     contexts file, images named with their extension) split 70/10/20 train/val/test by
@@ -301,7 +315,7 @@ def simulate(out: str | Path, n_images: int = DEFAULT_IMAGES, seed: int = 0, ima
 
     t = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    for stale in ("images", "photo", SPLITS_DIR):
+    for stale in ("images", "photo", SPLITS_DIR, EXPANSION_DIR):
         if (out / stale).exists():
             shutil.rmtree(out / stale)
     for stale in (*SCENARIO_FILES, FLAT_FILE, CONTEXTS_FILE):  # the other layout's files of an earlier run
@@ -328,6 +342,9 @@ def simulate(out: str | Path, n_images: int = DEFAULT_IMAGES, seed: int = 0, ima
                    workers, progress)
         write_dataset(photo, out / "photo")
     timings["photo_s"] = time.perf_counter() - t
+    n_added = 0
+    if expansion and sim.expansion is not None:
+        n_added = _write_expansion(out / EXPANSION_DIR, sim, out / "images")
     # the scenarios file last: an interrupted run never leaves a dataset that looks complete
     if layout == "upstream":
         release = sim.release.assign(score=sim.release["ratings"].map(lambda r: float(np.mean(r))),
@@ -346,8 +363,29 @@ def simulate(out: str | Path, n_images: int = DEFAULT_IMAGES, seed: int = 0, ima
         "image_size": image_size,
         "photo_images": int(len(chosen)),
         "scenarios": int(len(sim.release)),
+        "expansion_scenarios": n_added if expansion else None,
         "image_format": {"images": image_suffix("synthetic"), "photo": image_suffix("photo")},
         "params": _jsonable(dataclasses.asdict(params)),
     }
     write_json(out / "simulation.json", meta)
-    return {**timings, "scenarios": len(sim.release), "images": n_images, "photo_images": int(len(chosen))}
+    return {**timings, "scenarios": len(sim.release), "images": n_images, "photo_images": int(len(chosen)),
+            "expansion_scenarios": n_added}
+
+
+def _write_expansion(root: Path, sim: Simulation, images: Path) -> int:
+    """The ``expansion/`` dataset: the release with the added scenarios (all with ``origin``),
+    its latent truth and the source's QC report; images hard-linked (copied across devices)."""
+    release = sim.release.copy()
+    added = sim.expansion.assign(split=sim.expansion["image_id"].map(dict(zip(release["image_id"],
+                                                                              release["split"]))))
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    for src in images.iterdir():
+        dst = root / "images" / src.name
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+    write_parquet(root / "latent.parquet", pd.concat([sim.latent, sim.expansion_latent], ignore_index=True))
+    write_json(root / "qc_report.json", sim.qc_report)
+    write_dataset(expanded_release(release, added), root)
+    return int(len(added))

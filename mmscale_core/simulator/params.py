@@ -99,10 +99,31 @@ class QualityParams:
 
 
 @dataclass(frozen=True)
+class ExpansionParams:
+    """MORALE's discrepancy-guided expansion (sec 3.2, Fig. 4): where an annotator's rating is
+    within ``agree_within`` of the model's score, they may add a scenario for the same image.
+
+    Only images of ``splits`` get added scenarios (the test split: the training data, and so
+    every trained model, stays what it was). ``image_share`` is calibrated so that the
+    expanded release keeps the paper's marginals (mean list size 3.48 +/- 0.05 with lists
+    capped at ``max_list_size``): ``mmscale calibrate-report`` checks both versions.
+    """
+
+    image_share: float = 0.1           # P(an agreeing image with room gets added scenarios): the source
+                                       # release is at 3.51 already, so the expansion has ~0.02 of headroom
+    two_share: float = 0.3             # P(two added scenarios rather than one)
+    agree_within: float = 1.0          # |s_user - s_model| <= this: the annotator agrees (delta = 1)
+    model_noise: float = 0.8           # SD of the simulated model's score around the true acceptability
+    max_list_size: int = 5             # the paper's 3-5 scenarios per image: no list grows past 5
+    splits: tuple[str, ...] = ("test",)
+
+
+@dataclass(frozen=True)
 class SimulationParams:
     scenario: ScenarioParams = field(default_factory=ScenarioParams)
     annotators: AnnotatorParams = field(default_factory=AnnotatorParams)
     quality: QualityParams = field(default_factory=QualityParams)
+    expansion: ExpansionParams = field(default_factory=ExpansionParams)
 
     def with_(self, **parts) -> "SimulationParams":
         return replace(self, **parts)

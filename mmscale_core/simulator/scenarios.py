@@ -112,15 +112,19 @@ class ScenarioWriter:
             self._cum[key] = (np.cumsum(prob), len(np.unique(pool_for(place).action[prob > 0])))
         return self._cum[key]
 
-    def choose(self, place: str, cue_row: np.ndarray, k: int, rng: np.random.Generator) -> list[int]:
-        """Indices of ``k`` sentences for one image, no action used twice.
+    def choose(self, place: str, cue_row: np.ndarray, k: int, rng: np.random.Generator,
+               exclude_actions: frozenset[int] = frozenset()) -> list[int]:
+        """Indices of ``k`` sentences for one image, no action used twice (nor one of
+        ``exclude_actions``: those of scenarios the image already has).
 
         Rejection sampling from the cached cumulative weights (fast); after 64 misses in a
         row, an explicit draw over the unused actions (exact, and bounded in time).
         """
         cum, n_actions = self._cumulative(place, cue_row)
         action = pool_for(place).action
-        used: set[int] = set()
+        used: set[int] = set(exclude_actions)
+        if used:
+            n_actions = len(set(action[np.diff(cum, prepend=0.0) > 0].tolist()) - used)
         chosen: list[int] = []
         misses = 0
         while len(chosen) < min(k, n_actions):
@@ -151,8 +155,17 @@ def write_scenarios(scenes: pd.DataFrame, rng: np.random.Generator, params: Scen
         rows_img += [i] * len(chosen)
         rows_pos += list(range(len(chosen)))
         rows_idx += chosen
-    img = np.array(rows_img, dtype=int)
-    idx = np.array(rows_idx, dtype=int)
+    return describe_scenarios(scenes, np.array(rows_img, dtype=int), np.array(rows_pos, dtype=int),
+                              np.array(rows_idx, dtype=int), rng, params)
+
+
+def describe_scenarios(scenes: pd.DataFrame, img: np.ndarray, positions: np.ndarray, idx: np.ndarray,
+                       rng: np.random.Generator, params: ScenarioParams) -> pd.DataFrame:
+    """The latent truth of chosen sentences ``idx`` (of their place's pool) about scene rows
+    ``img``: one row per scenario (also used for the annotator-added scenarios)."""
+    cue_cols = [f"cue_{c}" for c in CUES]
+    cue_matrix = scenes[cue_cols].to_numpy()
+    places = scenes["place"].to_numpy()
     n = len(idx)
     text = np.empty(n, dtype=object)
     action = np.empty(n, dtype=int)
@@ -186,7 +199,7 @@ def write_scenarios(scenes: pd.DataFrame, rng: np.random.Generator, params: Scen
 
     out = pd.DataFrame({
         "image_index": img,
-        "position": np.array(rows_pos, dtype=int),
+        "position": positions,
         "scenario": text,
         "action": [ACTIONS[a].phrase for a in action],
         "lexicon_kind": np.array(KINDS, dtype=object)[kind] if n else [],
