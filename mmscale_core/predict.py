@@ -29,7 +29,7 @@ from mmscale_core.errors import MmscaleError
 from mmscale_core.io import write_parquet
 from mmscale_core.training import (
     ADAPTER_DIR, CALIBRATION_FILE, HEAD_FILE, PREDICTION_COLUMNS, TrainConfig, apply_calibration,
-    attach_feature_store, load_trainable_state, make_accelerator, score_scenarios, uses_lora,
+    attach_feature_store, freeze_backbone, load_trainable_state, make_accelerator, score_scenarios, uses_lora,
 )
 
 
@@ -68,7 +68,10 @@ def load_run(run_dir: str | os.PathLike) -> TrainedRun:
     if lora:
         from peft import PeftModel
 
-        backbone = PeftModel.from_pretrained(backbone, str(run_dir / ADAPTER_DIR))
+        # trainable flags as in training (see ``freeze_backbone``); no gradients are taken here
+        backbone = PeftModel.from_pretrained(backbone, str(run_dir / ADAPTER_DIR), is_trainable=True)
+    else:
+        freeze_backbone(backbone)
     model = ScoringModel(backbone, head_hidden=config.head_hidden, dropout=config.head_dropout,
                          modality_head=config.uses_modality_head)
     head = load_file(str(run_dir / HEAD_FILE))

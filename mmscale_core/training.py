@@ -311,11 +311,21 @@ def build_model(config: TrainConfig) -> ScoringModel:
 
         backbone = apply_lora(backbone, backbone.lora_target_modules, modules_to_save=extra or None)
     else:
-        backbone.requires_grad_(False)
-        for name in extra:
-            backbone.get_submodule(name).requires_grad_(True)
+        freeze_backbone(backbone)
     return ScoringModel(backbone, head_hidden=config.head_hidden, dropout=config.head_dropout,
                         modality_head=config.uses_modality_head)
+
+
+def freeze_backbone(backbone) -> None:
+    """A frozen run's backbone: nothing trainable but its ``modules_to_save`` (e.g. the fusion).
+
+    ``load_run`` sets the same flags as training did, because the frozen towers
+    cache their features (computed outside autocast) only when frozen: a
+    reloaded run computes exactly what the run computed.
+    """
+    backbone.requires_grad_(False)
+    for name in getattr(backbone, "modules_to_save", []) or []:
+        backbone.get_submodule(name).requires_grad_(True)
 
 
 def attach_feature_store(backbone, config: TrainConfig) -> None:
@@ -649,8 +659,11 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
 
     # ---- 6. the loop
     images = ImageLoader(dataset, config.max_image_side, lazy=has_image_cache(accelerator.unwrap_model(model)))
-    warm_caches(accelerator.unwrap_model(model), frame[frame["image_id"].isin(set(train_images))], images,
-                progress and accelerator.is_local_main_process)
+    # everything the run will predict, in one sorted pass: the cached features (computed in fixed chunks)
+    # are then bit-identical to what ``mmscale predict`` computes on the same data, also under bf16
+    # autocast, where a 1e-7 difference in a feature can flip the last bit of a score
+    rows = prediction_rows(frame, train_images)
+    warm_caches(accelerator.unwrap_model(model), rows, images, progress and accelerator.is_local_main_process)
     started = time.perf_counter() - (log_rows[-1]["seconds"] if log_rows else 0.0)  # resumed: continue the clock
     for epoch in range(start_epoch, config.epochs):
         batches = epoch_batches(frame, train_images, config, epoch)
@@ -710,7 +723,6 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
 
     # ---- 8. outputs: every process scores its shard of the lists (the unwrapped model needs no
     # collectives in its forward), the main process writes
-    rows = prediction_rows(frame, train_images)
     predictions = score_scenarios(accelerator.unwrap_model(model), dataset, rows, list_size=config.max_list_size,
                                   lists_per_batch=config.predict_lists_per_batch,
                                   max_image_side=config.max_image_side, progress=progress, accelerator=accelerator)
