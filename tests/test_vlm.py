@@ -309,3 +309,26 @@ def test_bench_prefix_prints_both_paths_and_the_ratio(tmp_path, capsys):
     naive, shared = result["paths"]
     assert result["scenarios"] == 3 + 4
     assert shared["lm_tokens"] < naive["lm_tokens"] and shared["flops"] < naive["flops"]
+
+
+def test_instructblip_qformer_reads_the_fixed_instruction_and_the_pages_say_so(batch):
+    """Not the paper's InstructBLIP: its Q-Former gets the instruction alone, which moves the features."""
+    from pathlib import Path
+
+    backbone = tiny_backbone("instructblip").eval()
+    fixed = backbone.processor.qformer_tokenizer(backbone.prompt, return_tensors="pt")["input_ids"]
+    prefix = backbone.prepare(batch).prefixes[0]
+    assert torch.equal(prefix.inputs["qformer_input_ids"], fixed)
+    with_scenario = backbone.processor.qformer_tokenizer(f"{backbone.prompt} {batch.texts[0][1]}", return_tensors="pt")
+    other = vlm_backbone.Prefix(prefix.input_ids, {**prefix.inputs, "qformer_input_ids": with_scenario["input_ids"],
+                                                   "qformer_attention_mask": with_scenario["attention_mask"]})
+    with torch.no_grad():
+        assert _rel(backbone._image_features(other), backbone._image_features(prefix)) > 1e-2
+
+    repo = Path(__file__).resolve().parents[1]
+    readme = " ".join((repo / "README.md").read_text(encoding="utf-8").split())
+    notebook = json.loads((repo / "notebooks" / "04_table3.ipynb").read_text(encoding="utf-8"))
+    intro = "".join(notebook["cells"][0]["source"])
+    for text in (readme, intro):
+        assert "not the paper's rows" in text and "Q-Former reads the fixed instruction" in text
+        assert "Phi-4-multimodal" in text
