@@ -2,7 +2,10 @@
 
 One run = one ``TrainConfig``. The steps, in the order the code runs them:
 
-1. config and run directory (``config.json`` records everything, incl. the dataset hash);
+1. config and run directory: the directory is checked first, but nothing is written
+   until the model has loaded (a missing checkpoint leaves no half-made run);
+   ``config.json`` records everything, incl. the dataset hash and the VLM
+   checkpoint loaded (``backbone_checkpoint``);
 2. data: the training images (fraction ``train_fraction``), each image's scenarios
    shuffled and cut into lists of at most ``max_list_size`` (the paper's lists
    of 1-5 grouped by image), lists shuffled and grouped ``lists_per_batch`` at a
@@ -22,7 +25,9 @@ One run = one ``TrainConfig``. The steps, in the order the code runs them:
    ``predictions.parquet`` (scenario_id, image_id, split, score = raw head
    output, calibrated_score = isotonic map to 1-5 fitted on the train split,
    modality_pred; the held-out scenarios and those of the images trained on), ``calibration.json``, ``train_log.csv``, ``metrics.json``
-   (``evaluate_lists`` on the test split, with CIs, chance and oracle).
+   (``evaluate_lists`` on the test split, with CIs, chance and oracle). The
+   predictions are scored by every process, each its shard of the lists,
+   gathered to all (``score_scenarios``); the main process writes.
 
 The loop uses only the ``Backbone`` interface (plus two optional hooks:
 ``modules_to_save``, backbone parts trained in full, and ``warm_cache``,
