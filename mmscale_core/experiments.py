@@ -39,6 +39,7 @@ def training_config(params_file: str | Path, profile_name: str | None, *, run_di
     backbone, used by the ablations); an override given as None keeps the
     profile's value (a notebook parameter left at None).
     """
+    from mmscale_core.models import backbone_kwargs_for
     from mmscale_core.training import TrainConfig
 
     params = load_params(params_file)
@@ -46,6 +47,8 @@ def training_config(params_file: str | Path, profile_name: str | None, *, run_di
     if backbone is None:
         backbone = params.get("train_matrix", {}).get("backbone", ["minilm-effnet"])[0]
     values = {**(profile.get("training") or {}), **{k: v for k, v in overrides.items() if v is not None}}
+    # shared keys + this backbone's block of training.backbone_kwargs, as the run will record them
+    values["backbone_kwargs"] = backbone_kwargs_for(backbone, values.get("backbone_kwargs"))
     return TrainConfig.from_dict({**values, "data": str(data_dir), "out": str(run_dir),
                                   "backbone": backbone, "objective": objective, "seed": int(seed)})
 

@@ -2,7 +2,10 @@
 
 One run = one ``TrainConfig``. The steps, in the order the code runs them:
 
-1. config and run directory (``config.json`` records everything, incl. the dataset hash);
+1. config and run directory: the directory is checked first, but nothing is written
+   until the model has loaded (a missing checkpoint leaves no half-made run);
+   ``config.json`` records everything, incl. the dataset hash and the VLM
+   checkpoint loaded (``backbone_checkpoint``);
 2. data: the training images (fraction ``train_fraction``), each image's scenarios
    shuffled and cut into lists of at most ``max_list_size`` (the paper's lists
    of 1-5 grouped by image), lists shuffled and grouped ``lists_per_batch`` at a
@@ -22,7 +25,9 @@ One run = one ``TrainConfig``. The steps, in the order the code runs them:
    ``predictions.parquet`` (scenario_id, image_id, split, score = raw head
    output, calibrated_score = isotonic map to 1-5 fitted on the val split, else train,
    modality_pred; the held-out scenarios and those of the images trained on), ``calibration.json``, ``train_log.csv``, ``metrics.json``
-   (``evaluate_lists`` on the test split, with CIs, chance and oracle).
+   (``evaluate_lists`` on the test split, with CIs, chance and oracle). The
+   predictions are scored by every process, each its shard of the lists,
+   gathered to all (``score_scenarios``); the main process writes.
 
 The loop uses only the ``Backbone`` interface (plus two optional hooks:
 ``modules_to_save``, backbone parts trained in full, and ``warm_cache``,
@@ -70,7 +75,7 @@ from tqdm.auto import tqdm  # noqa: E402
 
 from mmscale_core.data import Dataset, dataset_fingerprint, load_dataset  # noqa: E402,F401 (fingerprint: re-exported)
 from mmscale_core.losses import OBJECTIVES, make_objective  # noqa: E402
-from mmscale_core.models import BACKBONES, load_backbone  # noqa: E402
+from mmscale_core.models import BACKBONES, backbone_kwargs_for, load_backbone  # noqa: E402
 from mmscale_core.models.base import KeyedImage, ListBatch, resize_max_side  # noqa: E402
 from mmscale_core.models.heads import MODALITY_LABELS, ScoringModel  # noqa: E402
 
@@ -95,7 +100,9 @@ class TrainConfig:
     data: str                                   # dataset directory (release format)
     out: str                                    # run directory
     backbone: str = "minilm-effnet"
-    backbone_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. image_size, max_length
+    # e.g. image_size, max_length; shared keys plus per-backbone blocks ({qwen2-vl: {path: DIR}}),
+    # resolved for ``backbone`` by ``train`` (``models.backbone_kwargs_for``)
+    backbone_kwargs: dict[str, Any] = field(default_factory=dict)
     objective: str = "lipo"                     # lipo, bpo, bce, lipo+mse, pairwise, mse
     aux_mse: float = 0.0                        # weight of the auxiliary MSE (lipo+mse defaults to 1)
     modality_weight: float = 0.0                # > 0 adds the modality head and its cross-entropy
@@ -112,13 +119,14 @@ class TrainConfig:
     head_hidden: int = 256
     head_dropout: float = 0.1
     max_grad_norm: float = 1.0                  # 0 disables clipping
-    max_image_side: int = 336                   # the paper's resize cap (sec. 13)
+    max_image_side: int = 336                   # the paper's resize cap (sec. 13), before the backbone's own resize
     predict_lists_per_batch: int = 8
     seed: int = 0
     mixed_precision: str = "no"                 # "no", "bf16", "fp16" (accelerate)
     torch_threads: int = 0                      # CPU threads for torch; 0 keeps torch's default
     feature_store: str = ""                     # frozen-tower features shared by runs (``mmscale features``)
     dataset_hash: str = ""                      # filled in by ``train``
+    backbone_checkpoint: dict[str, str] = field(default_factory=dict)  # by ``train``: a VLM's directory + commit
 
     def validate(self) -> None:
         problems = []
@@ -140,6 +148,11 @@ class TrainConfig:
             problems.append("aux_mse and modality_weight must be >= 0")
         if self.mixed_precision not in ("no", "bf16", "fp16"):
             problems.append(f"mixed_precision must be no, bf16 or fp16, got {self.mixed_precision!r}")
+        image_size = backbone_kwargs_for(self.backbone, self.backbone_kwargs).get("image_size")
+        if isinstance(image_size, int) and image_size > self.max_image_side:
+            problems.append(f"backbone_kwargs.image_size {image_size} exceeds max_image_side {self.max_image_side}: "
+                            f"images are capped at {self.max_image_side} px before the backbone sees them "
+                            f"(raise --max-image-side)")
         if problems:
             raise MmscaleError("invalid training config: " + "; ".join(problems))
 
@@ -290,11 +303,21 @@ def build_model(config: TrainConfig) -> ScoringModel:
 
         backbone = apply_lora(backbone, backbone.lora_target_modules, modules_to_save=extra or None)
     else:
-        backbone.requires_grad_(False)
-        for name in extra:
-            backbone.get_submodule(name).requires_grad_(True)
+        freeze_backbone(backbone)
     return ScoringModel(backbone, head_hidden=config.head_hidden, dropout=config.head_dropout,
                         modality_head=config.uses_modality_head)
+
+
+def freeze_backbone(backbone) -> None:
+    """A frozen run's backbone: nothing trainable but its ``modules_to_save`` (e.g. the fusion).
+
+    ``load_run`` sets the same flags as training did, because the frozen towers
+    cache their features (computed outside autocast) only when frozen: a
+    reloaded run computes exactly what the run computed.
+    """
+    backbone.requires_grad_(False)
+    for name in getattr(backbone, "modules_to_save", []) or []:
+        backbone.get_submodule(name).requires_grad_(True)
 
 
 def attach_feature_store(backbone, config: TrainConfig) -> None:
@@ -384,34 +407,80 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 # =========================================================================== 7. predictions
 
+def make_accelerator(mixed_precision: str = "no", *, cpu: bool = False, **kwargs):
+    """An ``Accelerator``; in a single process, one with other precision settings than the last is allowed.
+
+    accelerate keeps one process-wide state and refuses a second precision in
+    the same process (a notebook kernel or test session training a bf16 run
+    after an fp32 one, or predicting with the run's precision). With one
+    process nothing else holds that state, so it is reset; launched runs use
+    one setting throughout.
+    """
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, PartialState
+
+    state = AcceleratorState._shared_state
+    if state and PartialState().num_processes == 1 and (
+            state.get("_mixed_precision") != mixed_precision or (cpu and PartialState().device.type != "cpu")):
+        AcceleratorState._reset_state(reset_partial_state=cpu)
+    return Accelerator(mixed_precision=mixed_precision, cpu=cpu, **kwargs)
+
+
+def shard(items: list, rank: int, world: int) -> list:
+    """Process ``rank``'s share of ``items`` out of ``world``: every ``world``-th item from ``rank``, deterministic."""
+    return items[rank::world]
+
+
+def gather_list_scores(mine: list, accelerator=None) -> list:
+    """Every process's per-list results, on every process (``accelerate.utils.gather_object``)."""
+    if accelerator is None or accelerator.num_processes == 1:
+        return mine
+    from accelerate.utils import gather_object
+
+    return gather_object(mine)
+
+
 @torch.no_grad()
 def score_scenarios(model: ScoringModel, dataset: Dataset, frame: pd.DataFrame, *, list_size: int = 5,
                     lists_per_batch: int = 8, max_image_side: int = 336, progress: bool = True,
-                    autocast=contextlib.nullcontext) -> pd.DataFrame:
+                    autocast=contextlib.nullcontext, accelerator=None) -> pd.DataFrame:
     """Raw scores (and modality predictions) for every row of ``frame``, in ``frame``'s order.
 
     Each image's scenarios are scored in lists of at most ``list_size`` in a
-    fixed order, so the result does not depend on anything random.
+    fixed order, so the result does not depend on anything random. With an
+    ``accelerator`` its autocast is used and, launched on several processes,
+    each scores its ``shard`` of the batches and all results are gathered
+    (every process returns the whole frame). The model must already be on the
+    accelerator's device.
     """
     was_training = model.training
     model.eval()
+    if accelerator is not None:
+        autocast, rank, world = accelerator.autocast, accelerator.process_index, accelerator.num_processes
+    else:
+        rank, world = 0, 1
     lists = make_lists(frame, sorted(frame["image_id"].unique()), list_size)
-    scores = np.full(len(frame), np.nan)
-    modality = np.full(len(frame), None, dtype=object)
     images = ImageLoader(dataset, max_image_side, lazy=has_image_cache(model))
-    warm_caches(model, frame, images, progress)
+    warm_caches(model, frame, images, progress and rank == 0)
     batches = [lists[i:i + lists_per_batch] for i in range(0, len(lists), lists_per_batch)]
-    for group in tqdm(batches, desc="predict", unit="batch", disable=not progress, leave=False):
+    mine = []  # (frame rows, raw scores, modality labels or None), one per list
+    for group in tqdm(shard(batches, rank, world), desc="predict", unit="batch",
+                      disable=not progress or rank != 0, leave=False):
         batch, _, _ = collate(group, frame, images)
         with autocast():
             out, logits = model(batch)
         out = out.float().cpu().numpy()
         for b, item in enumerate(group):
-            scores[list(item.rows)] = out[b, : len(item.rows)]
-            if logits is not None:
-                labels = logits[b, : len(item.rows)].argmax(-1).cpu().numpy()
-                modality[list(item.rows)] = [MODALITY_LABELS[i] for i in labels]
+            n = len(item.rows)
+            labels = None if logits is None else [MODALITY_LABELS[i] for i in logits[b, :n].argmax(-1).tolist()]
+            mine.append((list(item.rows), out[b, :n].tolist(), labels))
     model.train(was_training)
+    scores = np.full(len(frame), np.nan)
+    modality = np.full(len(frame), None, dtype=object)
+    for rows, values, labels in gather_list_scores(mine, accelerator):
+        scores[rows] = values
+        if labels is not None:
+            modality[rows] = labels
     return pd.DataFrame({
         "scenario_id": frame["scenario_id"].to_numpy(), "image_id": frame["image_id"].to_numpy(),
         "split": frame["split"].to_numpy(), "score": scores, "modality_pred": modality,
@@ -501,18 +570,34 @@ def write_log(path: Path, rows: list[dict[str, Any]]) -> None:
 
 # =========================================================================== the run
 
-def prepare_run_dir(config: TrainConfig, resume: bool, overwrite: bool) -> Path:
+def check_run_dir(config: TrainConfig, resume: bool, overwrite: bool) -> None:
+    """Refuse a run directory that holds another run (unless ``overwrite``) or, to resume, other settings.
+
+    Only reads: ``train`` calls it before the model loads and again (through
+    ``prepare_run_dir``) before writing, then with the checkpoint record filled in.
+    """
     run_dir = Path(config.out)
-    has_run = (run_dir / CONFIG_FILE).exists()
-    if has_run and resume:
-        saved = TrainConfig.load(run_dir)
-        if saved.to_dict() != config.to_dict():
-            diff = sorted(k for k, v in config.to_dict().items() if saved.to_dict().get(k) != v)
+    if not (run_dir / CONFIG_FILE).exists():
+        return
+    if resume:
+        saved = TrainConfig.load(run_dir).to_dict()
+        new = config.to_dict()
+        if not config.backbone_checkpoint:  # not known before the model has loaded
+            new["backbone_checkpoint"] = saved.get("backbone_checkpoint")
+        if saved != new:
+            diff = sorted(k for k, v in new.items() if saved.get(k) != v)
             raise MmscaleError(f"{run_dir}: cannot resume, the config differs in: {', '.join(diff)} "
-                               f"(the dataset hash differs if the data changed)")
-    elif has_run and not overwrite:
+                               f"(the dataset hash differs if the data changed, backbone_checkpoint if the "
+                               f"checkpoint's files did)")
+    elif not overwrite:
         raise MmscaleError(f"{run_dir}: already holds a run; pass --resume to continue it or --overwrite")
-    elif has_run:
+
+
+def prepare_run_dir(config: TrainConfig, resume: bool, overwrite: bool) -> Path:
+    """``check_run_dir``, then clear an overwritten run and create the directory: the run's first write."""
+    run_dir = Path(config.out)
+    check_run_dir(config, resume, overwrite)
+    if (run_dir / CONFIG_FILE).exists() and not resume:
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
@@ -521,33 +606,33 @@ def prepare_run_dir(config: TrainConfig, resume: bool, overwrite: bool) -> Path:
 def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
           progress: bool = True) -> Path:
     """Train one run (Algorithm 13) and write its outputs; returns the run directory."""
-    from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs, set_seed
 
     # ---- 1. config, data, run directory
     config.validate()
+    config = dataclasses.replace(config, backbone_kwargs=backbone_kwargs_for(config.backbone, config.backbone_kwargs))
     if config.torch_threads > 0:
         torch.set_num_threads(config.torch_threads)
     # with a feature store every image was decoded (and so checked) when the store was built
     dataset = load_dataset(config.data, decode_images=not config.feature_store)
     config = dataclasses.replace(config, dataset_hash=dataset_fingerprint(dataset))
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
-    accelerator = Accelerator(
-        mixed_precision=config.mixed_precision,
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
-    )
+    accelerator = make_accelerator(
+        config.mixed_precision, kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     run_dir = Path(config.out)
-    if accelerator.is_main_process:
-        prepare_run_dir(config, resume, overwrite)
-        write_json(run_dir / CONFIG_FILE, config.to_dict())
-    accelerator.wait_for_everyone()
+    check_run_dir(config, resume, overwrite)  # refuse early, before the (slow) model load
     set_seed(config.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
     frame = dataset.scenarios.reset_index(drop=True)
     train_images = select_training_images(frame, config.train_fraction, config.seed)
 
     # ---- 3. model; 4. optimizer and objective
-    model = build_model(config)
+    model = build_model(config)  # a missing checkpoint fails here, before anything is written
+    config = dataclasses.replace(config, backbone_checkpoint=loaded_checkpoint(model))
+    if accelerator.is_main_process:
+        prepare_run_dir(config, resume, overwrite)
+        write_json(run_dir / CONFIG_FILE, config.to_dict())
+    accelerator.wait_for_everyone()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameter_groups(model, config), lr=config.lr, weight_decay=config.weight_decay)
     objective = make_objective(config.objective, aux_mse=config.aux_mse, modality_weight=config.modality_weight)
@@ -570,8 +655,11 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
 
     # ---- 6. the loop
     images = ImageLoader(dataset, config.max_image_side, lazy=has_image_cache(accelerator.unwrap_model(model)))
-    warm_caches(accelerator.unwrap_model(model), frame[frame["image_id"].isin(set(train_images))], images,
-                progress and accelerator.is_local_main_process)
+    # everything the run will predict, in one sorted pass: the cached features (computed in fixed chunks)
+    # are then bit-identical to what ``mmscale predict`` computes on the same data, also under bf16
+    # autocast, where a 1e-7 difference in a feature can flip the last bit of a score
+    rows = prediction_rows(frame, train_images)
+    warm_caches(accelerator.unwrap_model(model), rows, images, progress and accelerator.is_local_main_process)
     started = time.perf_counter() - (log_rows[-1]["seconds"] if log_rows else 0.0)  # resumed: continue the clock
     for epoch in range(start_epoch, config.epochs):
         batches = epoch_batches(frame, train_images, config, epoch)
@@ -629,12 +717,21 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
             write_log(run_dir / LOG_FILE, log_rows)
         accelerator.wait_for_everyone()
 
-    # ---- 8. outputs (main process; prediction on the unwrapped model needs no collectives)
+    # ---- 8. outputs: every process scores its shard of the lists (the unwrapped model needs no
+    # collectives in its forward), the main process writes
+    predictions = score_scenarios(accelerator.unwrap_model(model), dataset, rows, list_size=config.max_list_size,
+                                  lists_per_batch=config.predict_lists_per_batch,
+                                  max_image_side=config.max_image_side, progress=progress, accelerator=accelerator)
     if accelerator.is_main_process:
-        write_run_outputs(accelerator.unwrap_model(model), config, dataset, prediction_rows(frame, train_images),
-                          run_dir, log_rows, autocast=accelerator.autocast, progress=progress)
+        write_run_outputs(accelerator.unwrap_model(model), config, dataset, rows, run_dir, log_rows,
+                          progress=progress, predictions=predictions)
     accelerator.wait_for_everyone()
     return run_dir
+
+
+def loaded_checkpoint(model: ScoringModel) -> dict[str, str]:
+    """The checkpoint a VLM backbone loaded (directory, commit or fingerprint); empty for the embedded ones."""
+    return dict(getattr(model.backbone, "checkpoint", None) or {})
 
 
 def prediction_rows(frame: pd.DataFrame, train_images: list[str]) -> pd.DataFrame:
@@ -650,11 +747,13 @@ def prediction_rows(frame: pd.DataFrame, train_images: list[str]) -> pd.DataFram
 
 def write_run_outputs(model: ScoringModel, config: TrainConfig, dataset: Dataset, frame: pd.DataFrame,
                       run_dir: Path, log_rows: list[dict[str, Any]], autocast=contextlib.nullcontext,
-                      progress: bool = True) -> None:
+                      progress: bool = True, predictions: pd.DataFrame | None = None) -> None:
+    """Adapter, head, predictions (scored here unless given), calibration, metrics and log."""
     save_model_outputs(model, config, run_dir)
-    predictions = score_scenarios(model, dataset, frame, list_size=config.max_list_size,
-                                  lists_per_batch=config.predict_lists_per_batch,
-                                  max_image_side=config.max_image_side, progress=progress, autocast=autocast)
+    if predictions is None:
+        predictions = score_scenarios(model, dataset, frame, list_size=config.max_list_size,
+                                      lists_per_batch=config.predict_lists_per_batch,
+                                      max_image_side=config.max_image_side, progress=progress, autocast=autocast)
     calibration = fit_calibration(predictions, frame)
     write_json(run_dir / CALIBRATION_FILE, calibration)
     predictions["calibrated_score"] = apply_calibration(calibration, predictions["score"])

@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -101,3 +102,62 @@ def test_bad_input_gives_a_message_not_a_traceback(run, data, tmp_path, capsys):
     assert cli_main(["predict", "--run", str(unfinished), "--data", str(data), "--out", out]) != 0
     assert "training did not finish" in capsys.readouterr().err
     assert not Path(out).exists()
+
+
+@pytest.fixture(scope="module")
+def bf16_run(data, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("predict_runs") / "bf16"
+    return train(tiny_config(data, out, epochs=1, tuning="frozen", mixed_precision="bf16"), progress=False)
+
+
+def test_predict_reproduces_a_bf16_run_under_its_autocast(bf16_run, data, tmp_path):
+    """The isotonic map was fitted on autocast scores: predict uses the run's precision unless told otherwise."""
+    own = pd.read_parquet(bf16_run / "predictions.parquet")
+    out = tmp_path / "pred.parquet"
+    assert cli_main(["predict", "--run", str(bf16_run), "--data", str(data), "--out", str(out), "--no-progress",
+                     "--device", "cpu"]) == 0
+    pd.testing.assert_frame_equal(pd.read_parquet(out), own, check_exact=False, rtol=0, atol=1e-6)
+    fp32 = predict_dataset(load_run(bf16_run), load_dataset(data), progress=False, mixed_precision="no")
+    assert (fp32["score"] - own["score"]).abs().max() > 1e-4  # the autocast matters, so the test can fail
+
+
+def _predict_on_two_processes(trained, data_dir: Path, out: Path) -> None:
+    """One process of ``debug_launcher``: predict with a 2-process accelerator; record its own shard's rows."""
+    from accelerate.state import AcceleratorState
+
+    import mmscale_core.training as training
+
+    AcceleratorState._reset_state(reset_partial_state=True)  # the forked parent's single-process state
+    accelerator = training.make_accelerator("no")
+    assert accelerator.num_processes == 2
+    gather = training.gather_list_scores
+
+    def recording(mine, acc=None):
+        rows = sorted(r for item in mine for r in item[0])
+        (out / f"rows{acc.process_index}.json").write_text(json.dumps(rows))
+        return gather(mine, acc)
+
+    training.gather_list_scores = recording
+    frame = predict_dataset(trained, load_dataset(data_dir), progress=False, accelerator=accelerator)
+    frame.to_parquet(out / f"rank{accelerator.process_index}.parquet")
+
+
+@pytest.mark.parametrize("run", ["frozen"], indirect=True)
+def test_each_process_scores_a_shard_and_every_process_gets_all(run, data, tmp_path):
+    """Two CPU processes (gloo, ``accelerate.debug_launcher``): disjoint deterministic shards, gathered whole."""
+    from accelerate import debug_launcher
+
+    from mmscale_core.training import shard
+
+    assert shard(list(range(7)), 0, 2) == [0, 2, 4, 6] and shard(list(range(7)), 1, 2) == [1, 3, 5]
+    trained = load_run(run)  # loaded once; the forked processes inherit it
+    single = predict_dataset(trained, load_dataset(data), progress=False)
+    debug_launcher(_predict_on_two_processes, args=(trained, data, tmp_path), num_processes=2)
+    rows = [set(json.loads((tmp_path / f"rows{r}.json").read_text())) for r in (0, 1)]
+    n = len(load_dataset(data).scenarios)
+    assert rows[0] and rows[1] and not rows[0] & rows[1] and rows[0] | rows[1] == set(range(n))
+    for r in (0, 1):  # float noise of another process only (the isotonic map's slope scales it up)
+        gathered = pd.read_parquet(tmp_path / f"rank{r}.parquet")
+        pd.testing.assert_frame_equal(gathered.drop(columns="calibrated_score"), single.drop(columns="calibrated_score"),
+                                      check_exact=False, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(gathered["calibrated_score"], single["calibrated_score"], rtol=0, atol=1e-4)

@@ -18,6 +18,7 @@ torch = pytest.importorskip("torch")
 
 from mmscale_core.cli import main as cli_main  # noqa: E402
 from mmscale_core.data import load_dataset, write_dataset  # noqa: E402
+from mmscale_core.errors import MmscaleError  # noqa: E402
 from mmscale_core.training import (  # noqa: E402
     ADAPTER_DIR, CHECKPOINT_FILE, HEAD_FILE, PREDICTION_COLUMNS, TrainConfig, epoch_batches, make_lists,
     select_training_images, train,
@@ -220,3 +221,82 @@ def test_a_run_predicts_held_out_scenarios_and_its_own_training_images(tiny_data
     rows = prediction_rows(frame, chosen)
     assert set(rows.loc[rows["split"] == "train", "image_id"]) == set(chosen)
     assert (rows["split"] == "test").sum() == (frame["split"] == "test").sum()
+
+
+# --------------------------------------------------------------------------- settings: profiles, backbone_kwargs
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _config_from_cli(*argv: str) -> TrainConfig:
+    from mmscale_core.cli import build_parser
+    from mmscale_core.train_cli import config_from_args
+
+    return config_from_args(build_parser().parse_args(["train", *argv]))
+
+
+def test_train_profile_takes_a_profiles_training_block_and_flags_win(tmp_path, capsys):
+    import yaml
+
+    smoke = yaml.safe_load((REPO / "params.yaml").read_text())["profiles"]["smoke"]["training"]
+    config = _config_from_cli("--data", "d", "--out", str(tmp_path / "r"), "--profile", "smoke",
+                              "--params", str(REPO / "params.yaml"), "--epochs", "2")
+    assert (config.tuning, config.lists_per_batch, config.head_lr) == (
+        smoke["tuning"], smoke["lists_per_batch"], smoke["head_lr"])
+    assert config.epochs == 2 and config.backbone_kwargs == smoke["backbone_kwargs"]
+    paper = _config_from_cli("--data", "d", "--out", str(tmp_path / "r"))
+    assert (paper.tuning, paper.epochs, paper.lists_per_batch) == ("lora", 5, 1)  # without it: the paper's
+    with pytest.raises(SystemExit):
+        cli_main(["train", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    for needle in ("--profile", "the defaults are the paper's", "--max-image-side", "a VLM's longer image side",
+                   "(default 336, the paper's)", "Nothing is written to --out until the backbone has loaded"):
+        assert needle in help_text, needle
+
+
+def test_max_image_side_is_a_flag_and_caps_image_size(tmp_path):
+    config = _config_from_cli("--data", "d", "--out", "r", "--backbone", "qwen2-vl", "--image-size", "448",
+                              "--max-image-side", "448")
+    assert (config.max_image_side, config.backbone_kwargs) == (448, {"image_size": 448})
+    with pytest.raises(MmscaleError, match="image_size 448 exceeds max_image_side 336.*--max-image-side"):
+        _config_from_cli("--data", "d", "--out", "r", "--backbone", "qwen2-vl", "--image-size", "448")
+
+
+def test_backbone_kwargs_take_shared_keys_and_per_backbone_blocks(tmp_path):
+    from mmscale_core.experiments import training_config
+    from mmscale_core.models import backbone_kwargs_for
+
+    kwargs = {"image_size": 224, "qwen2-vl": {"path": "/ckpt/qwen"}, "llava-onevision": {"path": "/ckpt/llava",
+                                                                                       "image_size": 336}}
+    assert backbone_kwargs_for("qwen2-vl", kwargs) == {"image_size": 224, "path": "/ckpt/qwen"}
+    assert backbone_kwargs_for("llava-onevision", kwargs) == {"image_size": 336, "path": "/ckpt/llava"}
+    assert backbone_kwargs_for("minilm-text", kwargs) == {"image_size": 224}
+    assert backbone_kwargs_for("qwen2-vl", backbone_kwargs_for("qwen2-vl", kwargs)) == {  # resolving twice
+        "image_size": 224, "path": "/ckpt/qwen"}
+    with pytest.raises(MmscaleError, match="backbone_kwargs.qwen2vl: a block of settings must be named after"):
+        backbone_kwargs_for("qwen2-vl", {"qwen2vl": {"path": "x"}})
+    params = tmp_path / "params.yaml"
+    params.write_text(json.dumps({"train_matrix": {"backbone": ["qwen2-vl"]},
+                                  "profiles": {"p": {"training": {"backbone_kwargs": kwargs}}}}))
+    for name, path in (("qwen2-vl", "/ckpt/qwen"), ("llava-onevision", "/ckpt/llava")):
+        config = training_config(params, "p", run_dir="r", backbone=name)
+        assert config.backbone_kwargs["path"] == path  # what the run's config.json records
+    # the CLI: a config file's blocks resolve for --backbone, then the flags apply
+    settings = tmp_path / "train.yaml"
+    settings.write_text(json.dumps({"backbone_kwargs": kwargs}))
+    cli = _config_from_cli("--data", "d", "--out", "r", "--config", str(settings),
+                           "--backbone", "llava-onevision", "--max-length", "8")
+    assert cli.backbone_kwargs == {"image_size": 336, "path": "/ckpt/llava", "max_length": 8}
+
+
+def test_an_argument_a_backbone_does_not_take_is_an_error_naming_it():
+    from mmscale_core.models import load_backbone
+
+    with pytest.raises(MmscaleError, match="backbone 'minilm-text' takes no argument 'path'"):
+        load_backbone("minilm-text", path="/ckpt/qwen")
+    with pytest.raises(MmscaleError, match="backbone 'effnet-image' takes no argument 'path'"):
+        load_backbone("effnet-image", image_size=64, path="/ckpt/qwen")
+    with pytest.raises(MmscaleError, match="backbone 'minilm-effnet' takes no argument 'prompt'"):
+        load_backbone("minilm-effnet", prompt="x")
+    with pytest.raises(MmscaleError, match="backbone 'qwen2-vl' takes no argument 'tuned_stages'.*path"):
+        load_backbone("qwen2-vl", tuned_stages=1)

@@ -12,6 +12,7 @@ Real VLMs (``from_pretrained`` from a local path or the HF cache, offline):
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Any
 
 from mmscale_core.errors import MmscaleError
@@ -28,8 +29,7 @@ BACKBONES: dict[str, str] = {
 }
 
 
-def load_backbone(name: str, **kwargs: Any):
-    """Build the backbone registered as ``name`` (see ``BACKBONES``)."""
+def _factory(name: str):
     try:
         target = BACKBONES[name]
     except KeyError:
@@ -37,4 +37,39 @@ def load_backbone(name: str, **kwargs: Any):
             f"unknown backbone {name!r}; choose one of: {', '.join(sorted(BACKBONES))}"
         ) from None
     module_name, factory = target.split(":")
-    return getattr(importlib.import_module(module_name), factory)(**kwargs)
+    return getattr(importlib.import_module(module_name), factory)
+
+
+def load_backbone(name: str, **kwargs: Any):
+    """Build the backbone registered as ``name`` (see ``BACKBONES``); an argument it does not take is an error."""
+    factory = _factory(name)
+    parameters = inspect.signature(factory).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        unknown = sorted(set(kwargs) - set(parameters))
+        if unknown:
+            raise MmscaleError(f"backbone {name!r} takes no argument {', '.join(map(repr, unknown))}; "
+                               f"it takes: {', '.join(parameters)}")
+    return factory(**kwargs)
+
+
+def backbone_kwargs_for(name: str, kwargs: dict[str, Any] | None) -> dict[str, Any]:
+    """The arguments of backbone ``name`` from a ``backbone_kwargs`` mapping of shared keys and per-backbone blocks.
+
+    ``{image_size: 336, qwen2-vl: {path: DIR}, llava-onevision: {path: DIR2}}``
+    gives every backbone ``image_size`` and each VLM its own ``path``; the
+    block of the named backbone wins over a shared key. A mapping that is
+    already flat is returned unchanged, so resolving twice is harmless.
+    """
+    shared, own = {}, {}
+    for key, value in (kwargs or {}).items():
+        if key in BACKBONES:
+            if not isinstance(value, dict):
+                raise MmscaleError(f"backbone_kwargs.{key}: expected a mapping of {key}'s arguments, got {value!r}")
+            if key == name:
+                own = value
+        elif isinstance(value, dict):
+            raise MmscaleError(f"backbone_kwargs.{key}: a block of settings must be named after a backbone, one "
+                               f"of: {', '.join(sorted(BACKBONES))}")
+        else:
+            shared[key] = value
+    return {**shared, **own}

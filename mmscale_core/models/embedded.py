@@ -56,6 +56,7 @@ float rounding in values and gradients (``tests/test_embedded.py``).
 from __future__ import annotations
 
 import hashlib
+import inspect
 import math
 import warnings
 from collections import OrderedDict
@@ -473,12 +474,27 @@ def minilm_effnet(image_size: int = 224, max_length: int = 32, tuned_stages: int
                             EfficientNetTower(image_size, tuned_stages, cache_mb), fusion_rank, fusion_dropout)
 
 
-def minilm_text(max_length: int = 32, text_tuned_layers: int = MINILM_LAYERS, **_ignored) -> EmbeddedBackbone:
+def _other_tower_only(backbone: str, given: dict) -> None:
+    """A single-tower ablation accepts (and ignores) the default backbone's arguments, nothing else.
+
+    So one profile's ``backbone_kwargs`` serves the whole embedded matrix,
+    while an argument no embedded backbone takes (a VLM's ``path``) is an error,
+    not silently dropped.
+    """
+    unknown = sorted(set(given) - set(inspect.signature(minilm_effnet).parameters))
+    if unknown:
+        raise MmscaleError(f"backbone {backbone!r} takes no argument {', '.join(map(repr, unknown))}; it takes "
+                           f"the arguments of minilm-effnet: {', '.join(inspect.signature(minilm_effnet).parameters)}")
+
+
+def minilm_text(max_length: int = 32, text_tuned_layers: int = MINILM_LAYERS, **image_args) -> EmbeddedBackbone:
     """Text-only ablation (image arguments such as ``image_size`` are accepted and ignored)."""
+    _other_tower_only("minilm-text", image_args)
     return EmbeddedBackbone(text=MiniLMTower(max_length, text_tuned_layers))
 
 
 def effnet_image(image_size: int = 224, tuned_stages: int = 2, cache_mb: float = 1024.0,
-                 **_ignored) -> EmbeddedBackbone:
+                 **text_args) -> EmbeddedBackbone:
     """Image-only ablation (text arguments such as ``max_length`` are accepted and ignored)."""
+    _other_tower_only("effnet-image", text_args)
     return EmbeddedBackbone(image=EfficientNetTower(image_size, tuned_stages, cache_mb))

@@ -68,6 +68,28 @@ def _seeded(build: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+# Weight scale of the tiny models. The architectures' own defaults (0.02; InstructBLIP's vision tower
+# 1e-10 and zero query tokens) make random-init attention nearly uniform and, for InstructBLIP, the
+# image features almost constant, so an off-by-one position or a wrong image would hardly move a score.
+INIT_STD = 0.2
+
+
+def spread_init(model: torch.nn.Module, std: float = INIT_STD) -> torch.nn.Module:
+    """Redraw every linear, convolution and embedding weight (and learned query tokens) from N(0, std^2).
+
+    Norm weights stay 1 and biases 0, so activations stay finite; the seed is
+    the builder's, so two builds are still identical.
+    """
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, (torch.nn.Linear, torch.nn.Embedding, torch.nn.modules.conv._ConvNd)):
+                module.weight.normal_(0.0, std)
+        for name, param in model.named_parameters():
+            if name.endswith(("query_tokens", "position_embedding", "image_newline")) and param.dim() >= 1:
+                param.normal_(0.0, std)
+    return model
+
+
 def _ids(tokenizer, *tokens: str) -> list[int]:
     return [tokenizer.convert_tokens_to_ids(t) for t in tokens]
 
@@ -105,7 +127,7 @@ def tiny_qwen2_vl(*, full_size: bool = False, dtype: torch.dtype = torch.float32
                                                              attn_implementation=attn_implementation)
     processor = Qwen2VLProcessor(image_processor=Qwen2VLImageProcessor(), tokenizer=tokenizer,
                                  video_processor=Qwen2VLVideoProcessor())
-    return model.eval(), processor
+    return (model if full_size else spread_init(model)).eval(), processor
 
 
 @_seeded
@@ -132,7 +154,7 @@ def tiny_llava_onevision(*, attn_implementation: str = "sdpa"):
                                         video_processor=LlavaOnevisionVideoProcessor(),
                                         num_image_tokens=(tile // patch) ** 2,
                                         vision_feature_select_strategy="full")
-    return model.eval(), processor
+    return spread_init(model).eval(), processor
 
 
 @_seeded
@@ -156,7 +178,7 @@ def tiny_instructblip(*, attn_implementation: str = "sdpa"):
         num_query_tokens=queries, image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
     )
     model = InstructBlipForConditionalGeneration._from_config(config, attn_implementation=attn_implementation)
-    return model.eval(), processor
+    return spread_init(model).eval(), processor
 
 
 @_seeded
@@ -182,7 +204,7 @@ def tiny_phi4_multimodal(*, attn_implementation: str = "sdpa"):
         image_processor=Phi4MultimodalImageProcessor(size={"height": crop, "width": crop}, patch_size=patch,
                                                      dynamic_hd=2),
         audio_processor=Phi4MultimodalFeatureExtractor(), tokenizer=tokenizer)
-    return model.eval(), processor
+    return spread_init(model).eval(), processor
 
 
 # registry name -> builder of (model, processor)

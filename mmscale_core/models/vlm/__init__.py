@@ -17,7 +17,8 @@ from typing import Any
 import torch
 
 from mmscale_core.models.base import MAX_IMAGE_SIDE
-from mmscale_core.models.vlm.backbone import DEFAULT_PROMPT, Prefix, PreparedLists, VLMBackbone
+from mmscale_core.models.vlm.backbone import (DEFAULT_PROMPT, Prefix, PreparedLists, VLMBackbone,
+                                              check_attention)
 from mmscale_core.models.vlm.checkpoint import load_pretrained, resolve_checkpoint
 from mmscale_core.models.vlm.instructblip import InstructBlipBackbone
 from mmscale_core.models.vlm.llava_onevision import LlavaOnevisionBackbone
@@ -36,7 +37,10 @@ FACTORY_DOC = """{title}
     path: a local checkpoint directory, or a hub id looked up in the local HF cache only
         (default ``{hub_id}``). ``model``/``processor``: use these objects instead of loading.
     torch_dtype: e.g. torch.bfloat16 or "bf16" (default: the checkpoint's).
-    image_size: longer image side after resizing (default 336, the paper's).
+    attn_implementation: "sdpa" (default) or "eager"; flash attention is refused (the packed
+        path needs a 4-D block mask).
+    image_size: longer image side after resizing (default 336, the paper's; the run's
+        ``max_image_side`` caps images first, also 336 by default).
     max_length: truncate each scenario to this many tokens (default: no truncation).
     """
 
@@ -46,6 +50,7 @@ def _factory(cls: type[VLMBackbone], name: str, title: str) -> Callable[..., VLM
               prompt: str = DEFAULT_PROMPT, model: Any = None, processor: Any = None,
               attn_implementation: str = "sdpa", image_size: int = MAX_IMAGE_SIDE,
               max_length: int | None = None) -> VLMBackbone:
+        check_attention(cls.registry_name, attn_implementation)
         if model is None or processor is None:
             model, processor = load_pretrained(cls, path, dtype=torch_dtype, attn_implementation=attn_implementation)
         return cls(model, processor, prompt=prompt, max_image_side=image_size, max_scenario_tokens=max_length)

@@ -30,8 +30,12 @@ import torch
 from PIL import Image
 from torch import nn
 
+from mmscale_core.errors import MmscaleError
 from mmscale_core.models.base import MAX_IMAGE_SIDE, Backbone, ListBatch, resize_max_side
 from mmscale_core.models.vlm.packing import gather_scores, pack_lists
+
+# the packed rows need a 4-D block mask; transformers' flash-attention paths read a mask as 2-D padding
+PACKED_ATTENTION = ("sdpa", "eager")
 
 DEFAULT_PROMPT = (
     "Rate how morally acceptable the action in the scenario is, given the situation shown in the image, "
@@ -65,6 +69,15 @@ class PreparedLists:
         return total
 
 
+def check_attention(backbone: str, implementation: str | None) -> None:
+    """Refuse attention kernels that would silently ignore the packed path's block mask."""
+    if implementation is not None and implementation not in PACKED_ATTENTION:
+        raise MmscaleError(
+            f"backbone {backbone!r}: attn_implementation {implementation!r} is not supported; the shared-prefix "
+            f"path packs a list's scenarios into one row with a 4-D block mask, which {implementation} reads as a "
+            f"2-D padding mask (scenarios would see each other). Use one of: {', '.join(PACKED_ATTENTION)}.")
+
+
 class VLMBackbone(Backbone):
     """A Hugging Face VLM as a pair encoder; see the module docstring."""
 
@@ -85,6 +98,9 @@ class VLMBackbone(Backbone):
         self.max_image_side = max_image_side
         self.max_scenario_tokens = max_scenario_tokens
         self.hidden_size = int(self.decoder.config.hidden_size)
+        check_attention(self.registry_name, self.decoder.config._attn_implementation)
+        # the checkpoint directory loaded and its commit / fingerprint (None for objects passed in)
+        self.checkpoint: dict[str, str] | None = getattr(model, "mmscale_checkpoint", None)
 
     # ----- architecture specifics -------------------------------------------------------------
     @classmethod

@@ -8,6 +8,8 @@ names the backbone, every place looked in, and how to point at a checkpoint.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -39,31 +41,68 @@ def _from_hf_cache(repo_id: str) -> Path | None:
         return None
 
 
+def _looks_like_hub_id(text: str) -> bool:
+    return bool(re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", text))
+
+
 def resolve_checkpoint(backbone: str, hub_id: str, path: str | Path | None = None) -> Path:
     """A local directory holding ``config.json`` for ``backbone``, or ``MmscaleError``.
 
-    ``path`` is a directory or a hub id; default ``hub_id``. Hub ids are only
-    looked up in the local cache.
+    ``path`` is a directory or a hub id (looked up in the local cache only);
+    without it, ``hub_id`` from the cache. A ``path`` given is never replaced
+    by the default: a mistyped directory would otherwise train the stock model.
     """
     from huggingface_hub import constants
 
-    looked: list[str] = []
-    candidate = Path(path).expanduser() if path is not None else None
-    if candidate is not None and (candidate / "config.json").is_file():
-        return candidate
-    if candidate is not None:
-        looked.append(f"directory {candidate} ({'no config.json' if candidate.is_dir() else 'does not exist'})")
-    repo_id = str(path) if path is not None and str(path).count("/") == 1 and not candidate.exists() else hub_id
+    hint = ("Nothing is downloaded at run time: put a copy of the checkpoint in a directory and point at it with "
+            "--backbone-path DIR (mmscale bench prefix), --backbone-arg path=DIR (mmscale train) or the params.yaml "
+            f"key training.backbone_kwargs.{backbone}.path; or set HF_HOME to a Hugging Face cache that holds it.")
+    if path is not None:
+        candidate = Path(path).expanduser()
+        if (candidate / "config.json").is_file():
+            return candidate.resolve()
+        if candidate.exists() or not _looks_like_hub_id(str(path)):
+            what = "has no config.json" if candidate.is_dir() else (
+                "is not a directory" if candidate.exists() else "does not exist")
+            raise MmscaleError(f"backbone {backbone!r}: the checkpoint path {candidate} {what}; "
+                               f"a checkpoint directory holds config.json and the weights. {hint}")
+        repo_id = str(path)
+    else:
+        repo_id = hub_id
     cached = _from_hf_cache(repo_id)
     if cached is not None and (cached / "config.json").is_file():
         return cached
-    looked.append(f"Hugging Face cache {constants.HF_HUB_CACHE} (no snapshot of {repo_id})")
     raise MmscaleError(
-        f"backbone {backbone!r}: no local checkpoint of {repo_id} found; looked in: " + "; ".join(looked)
-        + f". Nothing is downloaded at run time: put a copy of {repo_id} in a directory and point at it with "
-        "--backbone-path DIR (mmscale bench prefix), --backbone-arg path=DIR (mmscale train) or the params.yaml "
-        "key training.backbone_kwargs.path; or set HF_HOME to a Hugging Face cache that holds it."
+        f"backbone {backbone!r}: no local checkpoint of {repo_id} found; looked in: Hugging Face cache "
+        f"{constants.HF_HUB_CACHE} (no snapshot of {repo_id}). {hint}"
     )
+
+
+def checkpoint_record(directory: str | Path) -> dict[str, str]:
+    """What identifies the weights loaded: the resolved directory and a commit or a content fingerprint.
+
+    A Hugging Face cache snapshot is named by its commit. Any other directory
+    gets a sha256 over ``config.json``, the weight index and each weight file's
+    name, size and safetensors header (tensor names, shapes and offsets), so a
+    different checkpoint under the same path is noticed without reading
+    gigabytes of weights.
+    """
+    directory = Path(directory).resolve()
+    record = {"path": str(directory)}
+    if directory.parent.name == "snapshots" and re.fullmatch(r"[0-9a-f]{40}", directory.name):
+        record["commit"] = directory.name
+    digest = hashlib.sha256()
+    for file in sorted(directory.iterdir()):
+        if file.name == "config.json" or file.name.endswith(".index.json"):
+            digest.update(file.name.encode() + b"\0" + file.read_bytes())
+        elif file.suffix in (".safetensors", ".bin"):
+            digest.update(f"{file.name}:{file.stat().st_size}\0".encode())
+            if file.suffix == ".safetensors":
+                with open(file, "rb") as fh:
+                    size = int.from_bytes(fh.read(8), "little")
+                    digest.update(fh.read(min(size, 100 << 20)))
+    record["fingerprint"] = "sha256:" + digest.hexdigest()
+    return record
 
 
 def load_pretrained(backbone_cls: Any, path: str | Path | None = None, *, dtype: str | torch.dtype | None = None,
@@ -81,4 +120,6 @@ def load_pretrained(backbone_cls: Any, path: str | Path | None = None, *, dtype:
     except OSError as err:
         raise MmscaleError(f"backbone {backbone_cls.registry_name!r}: checkpoint at {directory} "
                            f"is incomplete or unreadable: {err}") from None
-    return backbone_cls.after_load(model, directory).eval(), processor
+    model = backbone_cls.after_load(model, directory).eval()
+    model.mmscale_checkpoint = checkpoint_record(directory)  # what the run records as loaded
+    return model, processor
