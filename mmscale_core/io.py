@@ -1,7 +1,8 @@
 """Atomic file writes: a crash or kill never leaves a half-written output.
 
 Every writer goes through a temporary file in the destination's directory
-followed by ``os.replace``, which is atomic on POSIX filesystems.
+followed by ``os.replace``, which is atomic on POSIX filesystems; a whole
+directory is written under a temporary name and swapped in (``replace_dir``).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator
@@ -55,6 +57,19 @@ def write_parquet(path: str | os.PathLike, frame) -> None:
     """Write a pandas DataFrame to parquet atomically (no index, deterministic bytes)."""
     with atomic_path(path) as tmp:
         frame.to_parquet(tmp, index=False)
+
+
+def replace_dir(tmp: str | os.PathLike, final: str | os.PathLike) -> None:
+    """Move a fully written directory into place (old copy removed only after the new one is there)."""
+    tmp, final = Path(tmp), Path(final)
+    old = final.with_name(final.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    if old.exists():
+        shutil.rmtree(old)
 
 
 def _json_default(obj: Any) -> Any:

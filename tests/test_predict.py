@@ -125,7 +125,7 @@ def _predict_on_two_processes(trained, data_dir: Path, out: Path) -> None:
     """One process of ``debug_launcher``: predict with a 2-process accelerator; record its own shard's rows."""
     from accelerate.state import AcceleratorState
 
-    import mmscale_core.training as training
+    import mmscale_core.training.scoring as training  # where score_scenarios looks gather_list_scores up
 
     AcceleratorState._reset_state(reset_partial_state=True)  # the forked parent's single-process state
     accelerator = training.make_accelerator("no")

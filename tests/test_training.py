@@ -201,9 +201,9 @@ def test_cli_refuses_bad_input_without_traceback(reference_run, tiny_data, tmp_p
 def test_the_same_loop_trains_a_vlm_backbone(tiny_data, tmp_path, monkeypatch):
     """The loop needs only the Backbone interface: a tiny random Qwen2-VL trains and predicts unchanged."""
     tiny = pytest.importorskip("mmscale_core.models.tiny")
-    import mmscale_core.training as training
+    import mmscale_core.training.model as training_model  # where build_model looks the backbone up
 
-    monkeypatch.setattr(training, "load_backbone", lambda name, **kwargs: tiny.tiny_backbone(name))
+    monkeypatch.setattr(training_model, "load_backbone", lambda name, **kwargs: tiny.tiny_backbone(name))
     run = train(tiny_config(tiny_data, tmp_path / "vlm", backbone="qwen2-vl", backbone_kwargs={}, epochs=1),
                 progress=False)
     predictions = _predictions(run)

@@ -1,4 +1,6 @@
-"""Image files of a release: finding them, checking that each referenced one exists and decodes.
+"""Image files of a release: finding them, checking that each referenced one exists and decodes,
+and loading them the way every model sees them (downscaled to the paper's cap, or as content-keyed
+handles for backbones that cache per-image features).
 
 Our layout names an image by its file stem (``images/<image_id>.png``); the authors' layout
 by its full file name (``image_id`` is ``03485.png``, the file ``images/03485.png``).
@@ -6,13 +8,21 @@ by its full file name (``image_id`` is ``03485.png``, the file ``images/03485.pn
 
 from __future__ import annotations
 
+import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from mmscale_core.data.problems import Problem
 from mmscale_core.data.schema import IMAGE_DIR, IMAGE_SUFFIXES
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from mmscale_core.data.dataset import Dataset
+
+MAX_IMAGE_SIDE = 336  # the paper resizes inputs to at most 336x336 (sec 13)
 
 
 def index_images(root: Path, by_name: bool = False) -> tuple[dict[str, Path], list[Problem]]:
@@ -74,3 +84,71 @@ def check_image_files(image_ids: Iterable[str], images: dict[str, Path], decode:
                 if msg:
                     problems.append(Problem(f"{IMAGE_DIR}/{images[image_id].name}", msg, f"image_id={image_id}"))
     return problems
+
+
+# --------------------------------------------------------------------------- loading for models
+
+def resize_max_side(image: "Image.Image", max_side: int = MAX_IMAGE_SIDE) -> "Image.Image":
+    """Downscale (never upscale) so the longer side is at most ``max_side``; RGB."""
+    from PIL import Image
+
+    image = image.convert("RGB")
+    w, h = image.size
+    scale = max_side / max(w, h)
+    if scale < 1:
+        image = image.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BICUBIC)
+    return image
+
+
+class KeyedImage:
+    """A dataset image not decoded yet, with a content key: a hash of its file's bytes and the resize cap.
+
+    Backbones that cache per-image features (the embedded image tower) look
+    features up by ``cache_key`` and decode only on a miss, which is what
+    makes a run over a feature store cheap; everything else calls ``load()``.
+    """
+
+    __slots__ = ("path", "max_side", "cache_key")
+
+    def __init__(self, path: str | Path, max_side: int = MAX_IMAGE_SIDE):
+        self.path, self.max_side = Path(path), int(max_side)
+        digest = hashlib.blake2b(self.path.read_bytes(), digest_size=16)
+        digest.update(f"file:max_side={self.max_side}".encode())
+        self.cache_key = digest.digest()
+
+    def load(self) -> "Image.Image":
+        from PIL import Image
+
+        with Image.open(self.path) as image:
+            return resize_max_side(image, self.max_side)
+
+
+def as_pil(image) -> "Image.Image":
+    """A PIL image from a PIL image or a :class:`KeyedImage`."""
+    return image.load() if isinstance(image, KeyedImage) else image
+
+
+class ImageLoader:
+    """Dataset images as RGB, downscaled to the paper's cap; the last ones kept (lists revisit images).
+
+    ``lazy=True`` (backbones with an image cache) gives :class:`KeyedImage`
+    handles instead, decoded by the backbone only when its cache misses.
+    """
+
+    def __init__(self, dataset: "Dataset", max_side: int, keep: int = 256, lazy: bool = False):
+        self.dataset, self.max_side, self.keep, self.lazy = dataset, max_side, keep, lazy
+        self._recent: dict[str, Any] = {}
+        self._keyed: dict[str, KeyedImage] = {}
+
+    def __call__(self, image_id: str):
+        if self.lazy:
+            if image_id not in self._keyed:
+                self._keyed[image_id] = KeyedImage(self.dataset.image_path(image_id), self.max_side)
+            return self._keyed[image_id]
+        image = self._recent.pop(image_id, None)
+        if image is None:
+            image = resize_max_side(self.dataset.load_image(image_id), self.max_side)
+        self._recent[image_id] = image
+        if len(self._recent) > self.keep:
+            self._recent.pop(next(iter(self._recent)))
+        return image

@@ -10,16 +10,15 @@ compare against.
 
 from __future__ import annotations
 
-import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from PIL import Image
 from torch import nn
 
-MAX_IMAGE_SIDE = 336  # the paper resizes inputs to at most 336x336 (sec 13)
+# image loading lives beside the data format; re-exported here for the backbones that import it from base
+from mmscale_core.data.images import MAX_IMAGE_SIDE, KeyedImage, as_pil, resize_max_side  # noqa: E402,F401
 
 
 @dataclass
@@ -47,42 +46,6 @@ class ListBatch:
 
     def __len__(self) -> int:
         return len(self.texts)
-
-
-def resize_max_side(image: Image.Image, max_side: int = MAX_IMAGE_SIDE) -> Image.Image:
-    """Downscale (never upscale) so the longer side is at most ``max_side``; RGB."""
-    image = image.convert("RGB")
-    w, h = image.size
-    scale = max_side / max(w, h)
-    if scale < 1:
-        image = image.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BICUBIC)
-    return image
-
-
-class KeyedImage:
-    """A dataset image not decoded yet, with a content key: a hash of its file's bytes and the resize cap.
-
-    Backbones that cache per-image features (the embedded image tower) look
-    features up by ``cache_key`` and decode only on a miss, which is what
-    makes a run over a feature store cheap; everything else calls ``load()``.
-    """
-
-    __slots__ = ("path", "max_side", "cache_key")
-
-    def __init__(self, path: str | Path, max_side: int = MAX_IMAGE_SIDE):
-        self.path, self.max_side = Path(path), int(max_side)
-        digest = hashlib.blake2b(self.path.read_bytes(), digest_size=16)
-        digest.update(f"file:max_side={self.max_side}".encode())
-        self.cache_key = digest.digest()
-
-    def load(self) -> Image.Image:
-        with Image.open(self.path) as image:
-            return resize_max_side(image, self.max_side)
-
-
-def as_pil(image) -> Image.Image:
-    """A PIL image from a PIL image or a :class:`KeyedImage`."""
-    return image.load() if isinstance(image, KeyedImage) else image
 
 
 class Backbone(nn.Module, ABC):

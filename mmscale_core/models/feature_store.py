@@ -68,10 +68,9 @@ def build_feature_store(data_dir: str | os.PathLike, out: str | os.PathLike, bac
     """Compute every scenario's sentence embedding and every image's trunk map of ``data_dir`` into ``out``."""
     from safetensors.torch import save_file
 
-    from mmscale_core.data import load_dataset
-    from mmscale_core.io import write_json
+    from mmscale_core.data import ImageLoader, dataset_fingerprint, load_dataset
+    from mmscale_core.io import replace_dir, write_json
     from mmscale_core.models.embedded import EfficientNetTower, MiniLMTower
-    from mmscale_core.training import ImageLoader, dataset_fingerprint, replace_dir
 
     spec = store_spec(backbone_kwargs, max_image_side)
     dataset = load_dataset(data_dir)
