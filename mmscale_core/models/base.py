@@ -28,11 +28,16 @@ class ListBatch:
     images: B PIL images (one per list), or :class:`KeyedImage` for backbones with an image cache.
     texts:  B lists of scenario strings, list b has ``mask[b].sum()`` entries.
     mask:   (B, n_max) bool, True where a scenario exists.
+    text_features, image_features: a frozen tower's outputs, already looked up by index
+            ((B, n_max, D) with zeros in padding; (B, D)); a backbone that gets them skips that
+            tower (then ``texts`` / ``images`` may be empty). See ``frozen_features``.
     """
 
     images: list[Image.Image]
     texts: list[list[str]]
     mask: torch.Tensor
+    text_features: torch.Tensor | None = None
+    image_features: torch.Tensor | None = None
 
     @classmethod
     def from_lists(cls, images: list[Image.Image], texts: list[list[str]]) -> "ListBatch":
@@ -45,7 +50,7 @@ class ListBatch:
         return cls(list(images), [list(t) for t in texts], mask)
 
     def __len__(self) -> int:
-        return len(self.texts)
+        return int(self.mask.shape[0])
 
 
 class Backbone(nn.Module, ABC):

@@ -425,6 +425,26 @@ class EmbeddedBackbone(Backbone):
         """Precompute a frozen text tower's embeddings (see ``MiniLMTower.warm_cache``)."""
         return self.text.warm_cache(texts) if self.text is not None else 0
 
+    def frozen_features(self, texts: list[str], images: list) -> tuple[torch.Tensor | None, torch.Tensor | None] | None:
+        """Every given text's and image's tower output as one table each (rows in the given order).
+
+        Only when every tower is frozen (``tuning: frozen``): then a tower's
+        output is a fixed function of its input, the same values ``encode``
+        takes from the towers' caches, and a run can look them up by integer
+        index instead of hashing texts and images every step. None when a tower
+        is tuned (LoRA): its output depends on the weights being trained.
+        """
+        if (self.text is not None and not self.text._is_frozen) or (
+                self.image is not None and not self.image._tail_is_frozen):
+            return None
+        with torch.no_grad():
+            text = self.text(texts) if self.text is not None else None
+            image = self.image(images) if self.image is not None else None
+        return text, image
+
+    def _device(self) -> torch.device:
+        return next(self.parameters()).device
+
     def _pairs(self, text: torch.Tensor | None, image: torch.Tensor | None) -> torch.Tensor:
         """Pair representation from text (..., 384) and image (..., 1280) (either may be missing)."""
         if self.fusion is not None:
@@ -438,9 +458,12 @@ class EmbeddedBackbone(Backbone):
         n_lists, n_max = mask.shape
         image = None
         if self.image is not None:
-            image = self.image(batch.images).unsqueeze(1)  # (B, 1, 1280): once per list
+            looked_up = batch.image_features
+            image = (self.image(batch.images) if looked_up is None else looked_up.to(self._device())).unsqueeze(1)
         text = None
-        if self.text is not None:
+        if self.text is not None and batch.text_features is not None:
+            text = batch.text_features.to(self._device())  # (B, n_max, 384), zeros in padding, as built below
+        elif self.text is not None:
             flat = [s for scenarios in batch.texts for s in scenarios]
             encoded = self.text(flat)
             text = encoded.new_zeros(n_lists, n_max, encoded.shape[-1])

@@ -113,3 +113,77 @@ def collate(lists: list[ScenarioList], frame: pd.DataFrame,
         targets[b, : len(rows)] = torch.from_numpy(score[rows])
         modality[b, : len(rows)] = torch.tensor([label_index.get(m, -1) for m in labels[rows]])
     return batch, targets, modality
+
+
+# --------------------------------------------------------------------------- collation by index (frozen towers)
+
+@dataclass
+class FrameTensors:
+    """A frame's rows as tensors, built once per run, so a batch is index arithmetic, not per-list Python.
+
+    Row ``pad`` (= the frame's length) is padding: score 0, modality -1 and, in
+    ``text_table``, a zero vector, exactly what ``collate`` puts in padded slots.
+    ``text_table`` / ``image_table`` hold the frozen towers' outputs (None for a
+    backbone without that tower); ``image_of_row`` maps a row to its image's
+    row of ``image_table``.
+    """
+
+    pad: int
+    score: torch.Tensor            # (pad + 1,) float32
+    modality: torch.Tensor         # (pad + 1,) long
+    image_of_row: torch.Tensor     # (pad + 1,) long
+    text_table: torch.Tensor | None   # (pad + 1, D_text)
+    image_table: torch.Tensor | None  # (n_images, D_image)
+
+
+def frame_tensors(model: ScoringModel, frame: pd.DataFrame, images: ImageLoader) -> FrameTensors | None:
+    """``FrameTensors`` for ``frame`` when the backbone's towers are all frozen (``frozen_features``), else None.
+
+    Call after ``warm_caches``: the tables are read from the towers' caches.
+    """
+    frozen = getattr(model.backbone, "frozen_features", None)
+    if frozen is None:
+        return None
+    image_ids = sorted(set(frame["image_id"]))
+    tables = frozen(frame["scenario"].tolist(), [images(i) for i in image_ids])
+    if tables is None:
+        return None
+    text, image = tables
+    pad = len(frame)
+    label_index = {label: i for i, label in enumerate(MODALITY_LABELS)}
+    position = {image_id: i for i, image_id in enumerate(image_ids)}
+    score = torch.zeros(pad + 1, dtype=torch.float32)
+    score[:pad] = torch.from_numpy(frame["score"].to_numpy(dtype=np.float32))
+    modality = torch.full((pad + 1,), -1, dtype=torch.long)
+    modality[:pad] = torch.tensor([label_index.get(m, -1) for m in frame["modality"]], dtype=torch.long)
+    image_of_row = torch.zeros(pad + 1, dtype=torch.long)
+    image_of_row[:pad] = torch.tensor([position[i] for i in frame["image_id"]], dtype=torch.long)
+    if text is not None:
+        text = torch.cat([text, text.new_zeros(1, text.shape[-1])])
+    return FrameTensors(pad, score, modality, image_of_row, text, image)
+
+
+def padded_rows(lists: list[ScenarioList], pad: int) -> torch.Tensor:
+    """(len(lists), longest list) frame rows of ``lists``, ``pad`` after each list's end: built once per epoch."""
+    width = max(len(item.rows) for item in lists)
+    out = np.full((len(lists), width), pad, dtype=np.int64)
+    lengths = np.fromiter((len(item.rows) for item in lists), dtype=np.int64, count=len(lists))
+    flat = np.fromiter((r for item in lists for r in item.rows), dtype=np.int64, count=int(lengths.sum()))
+    cols = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    out[np.repeat(np.arange(len(lists)), lengths), cols] = flat
+    return torch.from_numpy(out)
+
+
+def collate_indexed(rows: torch.Tensor, tensors: FrameTensors) -> tuple[ListBatch, torch.Tensor, torch.Tensor]:
+    """``collate``'s output for a (B, w) block of ``padded_rows``: the same mask, targets, modality and features.
+
+    The block is cut to its longest list, as ``collate`` pads to it (the
+    shape matters: ListMLE's tie-breaking draws one number per slot).
+    """
+    mask = rows != tensors.pad
+    rows = rows[:, : int(mask.sum(1).max())]
+    mask = mask[:, : rows.shape[1]]
+    text = tensors.text_table[rows] if tensors.text_table is not None else None
+    image = tensors.image_table[tensors.image_of_row[rows[:, 0]]] if tensors.image_table is not None else None
+    batch = ListBatch([], [], mask, text_features=text, image_features=image)
+    return batch, tensors.score[rows], tensors.modality[rows]

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import os
 import shutil
 import time
@@ -66,8 +67,10 @@ from mmscale_core.training.checkpoint import (
     load_checkpoint, load_trainable_state, restore_rng_state, rng_state, save_checkpoint, trainable_state,
 )
 from mmscale_core.training.config import CHECKPOINT_FILE, CONFIG_FILE, LOG_FILE, TrainConfig
-from mmscale_core.training.lists import epoch_batches, has_image_cache, prediction_rows, select_training_images, \
-    warm_caches, collate
+from mmscale_core.training.lists import (
+    collate, collate_indexed, epoch_batches, frame_tensors, has_image_cache, padded_rows, prediction_rows,
+    select_training_images, warm_caches,
+)
 from mmscale_core.training.model import build_model, loaded_checkpoint, parameter_groups
 from mmscale_core.training.run_outputs import write_log, write_run_outputs
 from mmscale_core.training.scoring import make_accelerator, score_scenarios
@@ -163,18 +166,29 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     # autocast, where a 1e-7 difference in a feature can flip the last bit of a score
     rows = prediction_rows(frame, train_images)
     warm_caches(accelerator.unwrap_model(model), rows, images, progress and accelerator.is_local_main_process)
+    # frozen towers: every scenario's text embedding and every image's pooled vector as one table row,
+    # looked up by integer index (``collate_indexed``); None (LoRA, a VLM): ``collate`` per list.
+    # The lists are made over ``rows``, which keeps the training images' scenarios in the frame's order,
+    # so they are the same lists as over the whole frame.
+    tensors = frame_tensors(accelerator.unwrap_model(model), rows, images)
     started = time.perf_counter() - (log_rows[-1]["seconds"] if log_rows else 0.0)  # resumed: continue the clock
     for epoch in range(start_epoch, config.epochs):
-        batches = epoch_batches(frame, train_images, config, epoch)
+        batches = epoch_batches(rows, train_images, config, epoch)
         n_proc = accelerator.num_processes
         if n_proc > 1:  # equal shares so every process takes the same number of steps
             batches = batches[: len(batches) // n_proc * n_proc][accelerator.process_index::n_proc]
+        if tensors is not None:  # the epoch's lists as one padded (n_lists, m) index tensor; batch i = a slice
+            index = padded_rows([item for lists in batches for item in lists], tensors.pad)
+            starts = [0, *itertools.accumulate(len(lists) for lists in batches)]
         model.train()
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch",
                    disable=not (progress and accelerator.is_local_main_process))
         running, parts_sum, n_micro, n_lists = 0.0, {}, 0, 0
         for i, lists in enumerate(bar):
-            batch, targets, modality = collate(lists, frame, images)
+            if tensors is None:
+                batch, targets, modality = collate(lists, rows, images)
+            else:
+                batch, targets, modality = collate_indexed(index[starts[i]:starts[i + 1]], tensors)
             device = accelerator.device
             targets, modality, mask = targets.to(device), modality.to(device), batch.mask.to(device)
             group_start = i - i % config.grad_accum
@@ -224,7 +238,8 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     # collectives in its forward), the main process writes
     predictions = score_scenarios(accelerator.unwrap_model(model), dataset, rows, list_size=config.max_list_size,
                                   lists_per_batch=config.predict_lists_per_batch,
-                                  max_image_side=config.max_image_side, progress=progress, accelerator=accelerator)
+                                  max_image_side=config.max_image_side, progress=progress, accelerator=accelerator,
+                                  tensors=tensors)
     if accelerator.is_main_process:
         write_run_outputs(accelerator.unwrap_model(model), config, dataset, rows, run_dir, log_rows,
                           progress=progress, predictions=predictions)

@@ -11,7 +11,9 @@ from tqdm.auto import tqdm
 
 from mmscale_core.data import Dataset, ImageLoader
 from mmscale_core.models.heads import MODALITY_LABELS, ScoringModel
-from mmscale_core.training.lists import collate, has_image_cache, make_lists, warm_caches
+from mmscale_core.training.lists import (
+    FrameTensors, collate, collate_indexed, frame_tensors, has_image_cache, make_lists, padded_rows, warm_caches,
+)
 
 
 def make_accelerator(mixed_precision: str = "no", *, cpu: bool = False, **kwargs):
@@ -50,7 +52,8 @@ def gather_list_scores(mine: list, accelerator=None) -> list:
 @torch.no_grad()
 def score_scenarios(model: ScoringModel, dataset: Dataset, frame: pd.DataFrame, *, list_size: int = 5,
                     lists_per_batch: int = 8, max_image_side: int = 336, progress: bool = True,
-                    autocast=contextlib.nullcontext, accelerator=None) -> pd.DataFrame:
+                    autocast=contextlib.nullcontext, accelerator=None,
+                    tensors: FrameTensors | None = None) -> pd.DataFrame:
     """Raw scores (and modality predictions) for every row of ``frame``, in ``frame``'s order.
 
     Each image's scenarios are scored in lists of at most ``list_size`` in a
@@ -58,7 +61,8 @@ def score_scenarios(model: ScoringModel, dataset: Dataset, frame: pd.DataFrame, 
     ``accelerator`` its autocast is used and, launched on several processes,
     each scores its ``shard`` of the batches and all results are gathered
     (every process returns the whole frame). The model must already be on the
-    accelerator's device.
+    accelerator's device. ``tensors`` (``frame_tensors`` of this ``frame``) saves
+    building the lookup tables again when the caller has them.
     """
     was_training = model.training
     model.eval()
@@ -69,18 +73,25 @@ def score_scenarios(model: ScoringModel, dataset: Dataset, frame: pd.DataFrame, 
     lists = make_lists(frame, sorted(frame["image_id"].unique()), list_size)
     images = ImageLoader(dataset, max_image_side, lazy=has_image_cache(model))
     warm_caches(model, frame, images, progress and rank == 0)
-    batches = [lists[i:i + lists_per_batch] for i in range(0, len(lists), lists_per_batch)]
-    mine = []  # (frame rows, raw scores, modality labels or None), one per list
-    for group in tqdm(shard(batches, rank, world), desc="predict", unit="batch",
+    if tensors is None:
+        tensors = frame_tensors(model, frame, images)  # None: LoRA or a VLM, collated per list
+    pad = len(frame)
+    index = padded_rows(lists, pad)  # (n_lists, m) frame rows; batch j = lists j*k .. j*k+k-1
+    batches = range(0, len(lists), lists_per_batch)
+    mine = []  # (frame rows, raw scores, modality labels or None), one per batch
+    for start in tqdm(shard(list(batches), rank, world), desc="predict", unit="batch",
                       disable=not progress or rank != 0, leave=False):
-        batch, _, _ = collate(group, frame, images)
+        block = index[start:start + lists_per_batch]
+        if tensors is None:
+            batch, _, _ = collate(lists[start:start + lists_per_batch], frame, images)
+        else:
+            batch, _, _ = collate_indexed(block, tensors)
         with autocast():
             out, logits = model(batch)
-        out = out.float().cpu().numpy()
-        for b, item in enumerate(group):
-            n = len(item.rows)
-            labels = None if logits is None else [MODALITY_LABELS[i] for i in logits[b, :n].argmax(-1).tolist()]
-            mine.append((list(item.rows), out[b, :n].tolist(), labels))
+        block = block[:, : batch.mask.shape[1]]
+        valid = block != pad
+        labels = None if logits is None else [MODALITY_LABELS[i] for i in logits.float().cpu()[valid].argmax(-1).tolist()]
+        mine.append((block[valid].tolist(), out.float().cpu()[valid].tolist(), labels))
     model.train(was_training)
     scores = np.full(len(frame), np.nan)
     modality = np.full(len(frame), None, dtype=object)
