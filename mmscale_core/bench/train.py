@@ -53,7 +53,8 @@ def run_bench(steps: int, repeats: int, threads: int, profile: str = "default") 
              for n in sizes]
     index = padded_rows(lists, tensors.pad)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(parameter_groups(model, config), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(parameter_groups(model, config), lr=config.lr, weight_decay=config.weight_decay,
+                                  foreach=True)  # as the loop
     objective = make_objective(config.objective, aux_mse=config.aux_mse, modality_weight=config.modality_weight)
     generator = torch.Generator().manual_seed(0)
     collated = [collate_indexed(index[i * k:(i + 1) * k], tensors) for i in range(steps)]

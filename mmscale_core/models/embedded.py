@@ -325,8 +325,13 @@ class EfficientNetTower(nn.Module):
             done += self._fill(pending)
         if self._tail_is_frozen:  # tuning: frozen -> the pooled outputs too, in fixed chunks
             todo = self._not_pooled((_image_key(image), image) for image in images)
+            was_training = self.training
+            if todo and was_training:
+                self.eval()  # once for all chunks: switching modes walks every module (ms per call)
             for start in range(0, len(todo), chunk):
                 self._fill_pooled(todo[start:start + chunk])
+            if todo and was_training:
+                self.train(was_training)
         return done
 
     @torch.no_grad()
@@ -344,9 +349,11 @@ class EfficientNetTower(nn.Module):
     def _fill_pooled(self, items: list[tuple[bytes, Image.Image]]) -> None:
         """Cache a frozen tail's pooled output for ``items`` (computed together, in eval mode)."""
         was_training = self.training
-        self.eval()  # a fixed function: no dropout / drop-path while it is computed
+        if was_training:
+            self.eval()  # a fixed function: no dropout / drop-path while it is computed
         pooled = self.pool(self.tail(self.trunk_features([image for _, image in items]))).flatten(1)
-        self.train(was_training)
+        if was_training:
+            self.train(was_training)
         for (key, _), one in zip(items, pooled):
             self._pooled[key] = one.clone()
 

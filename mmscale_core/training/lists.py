@@ -48,9 +48,21 @@ def make_lists(frame: pd.DataFrame, image_ids: list[str], max_list_size: int,
     lists = []
     for image_id in image_ids:
         rows = positions[image_id] if rng is None else rng.permutation(positions[image_id])
-        for chunk in np.array_split(rows, math.ceil(len(rows) / max_list_size)):
-            lists.append(ScenarioList(image_id, tuple(int(r) for r in chunk)))
+        rows = rows.tolist()
+        for start, end in _near_equal_cuts(len(rows), math.ceil(len(rows) / max_list_size)):
+            lists.append(ScenarioList(image_id, tuple(rows[start:end])))
     return lists
+
+
+def _near_equal_cuts(n: int, parts: int) -> list[tuple[int, int]]:
+    """``np.array_split``'s cut points of n items into ``parts``: the first n % parts one longer (without its cost)."""
+    size, longer = divmod(n, parts)
+    cuts, start = [], 0
+    for i in range(parts):
+        end = start + size + (1 if i < longer else 0)
+        cuts.append((start, end))
+        start = end
+    return cuts
 
 
 def epoch_batches(frame: pd.DataFrame, image_ids: list[str], config: TrainConfig,

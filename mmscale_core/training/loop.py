@@ -10,6 +10,9 @@ One run = one ``TrainConfig``. The steps, in the order the code runs them:
    shuffled and cut into lists of at most ``max_list_size`` (the paper's lists
    of 1-5 grouped by image), lists shuffled and grouped ``lists_per_batch`` at a
    time, padded with a mask (both re-drawn every epoch from ``(seed, epoch)``);
+   with frozen towers every text embedding and pooled image vector is one row of
+   a table built once per run and a batch is an index slice
+   (``lists.collate_indexed``), else ``lists.collate`` pads each list's inputs;
 3. model: ``load_backbone`` -> LoRA with the paper's settings (or frozen) ->
    ``ScoringModel`` (scalar MLP head, optional modality head);
 4. AdamW (lr 1e-4) on the trainable parameters; accelerate places the model,
@@ -140,7 +143,9 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
         write_json(run_dir / CONFIG_FILE, config.to_dict())
     accelerator.wait_for_everyone()
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(parameter_groups(model, config), lr=config.lr, weight_decay=config.weight_decay)
+    # foreach: one fused update per group instead of a Python loop over tensors (the CPU default); the same numbers
+    optimizer = torch.optim.AdamW(parameter_groups(model, config), lr=config.lr, weight_decay=config.weight_decay,
+                                  foreach=True)
     objective = make_objective(config.objective, aux_mse=config.aux_mse, modality_weight=config.modality_weight)
     loss_generator = torch.Generator().manual_seed(config.seed)  # ListMLE tie-breaking
 
