@@ -62,6 +62,21 @@ def test_a_run_with_the_store_equals_a_run_without(store, data, tmp_path):
     pd.testing.assert_frame_equal(again.reset_index(drop=True), a.reset_index(drop=True))
 
 
+def test_a_frozen_run_takes_the_stored_pooled_vectors_and_equals_a_run_without(store, data, tmp_path, monkeypatch):
+    """tuning: frozen over every image: the tail never runs, the numbers are those of a run computing them."""
+    from mmscale_core.models.embedded import EfficientNetTower
+
+    common = dict(backbone_kwargs={**KWARGS, "tuned_stages": 1}, epochs=1, tuning="frozen", head_lr=1e-3)
+    without = train(tiny_config(data, tmp_path / "without", **common), progress=False)
+    monkeypatch.setattr(EfficientNetTower, "_fill_pooled", lambda self, items: pytest.fail("tail computed"))
+    spec = dict(KWARGS, tuned_stages=1)
+    torch.set_num_threads(1)
+    small = build_feature_store(data, tmp_path / "features1", spec, progress=False)
+    with_store = train(tiny_config(data, tmp_path / "with", feature_store=str(small), **common), progress=False)
+    pd.testing.assert_frame_equal(pd.read_parquet(with_store / "predictions.parquet"),
+                                  pd.read_parquet(without / "predictions.parquet"))
+
+
 def test_text_only_run_with_a_frozen_tower_trains_its_head(store, data, tmp_path):
     """minilm-text with no text LoRA: nothing for peft to wrap, the head still learns and predicts."""
     run = train(tiny_config(data, tmp_path / "text", backbone="minilm-text", feature_store=str(store),

@@ -90,3 +90,11 @@ def test_a_frozen_run_trains_to_the_same_predictions_as_the_list_path(data, tmp_
     pd.testing.assert_frame_equal(got, want, check_exact=False, atol=1e-6, rtol=0)
     log_got, log_want = (pd.read_csv(run / "train_log.csv").drop(columns="seconds") for run in (fast, slow))
     pd.testing.assert_frame_equal(log_got, log_want, check_exact=False, atol=1e-6, rtol=0)
+
+
+def test_bench_train_prints_both_sides_and_their_ratio(capsys):
+    from mmscale_core.cli import main as cli_main
+
+    assert cli_main(["bench", "train", "--steps", "2", "--repeats", "1", "--profile", "smoke"]) == 0
+    out = capsys.readouterr().out
+    assert "full step" in out and "bare forward/backward" in out and "x (full" in out

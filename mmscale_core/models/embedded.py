@@ -256,6 +256,9 @@ class EfficientNetTower(nn.Module):
         # pooled outputs of a frozen tail (``tuning: frozen``), 1280 floats an image: a fixed function
         # of the image too, so a step costs what a text-only step costs
         self._pooled: dict[bytes, torch.Tensor] = {}
+        # a feature store's pooled outputs, computed for exactly these keys in this order (fixed chunks);
+        # used only when a warm-up would compute the same keys in the same order, i.e. the same values
+        self.stored_pooled: tuple[list[bytes], torch.Tensor] | None = None
         self.cache_mb = cache_mb
         self._warned_full = False
         self.eval()
@@ -325,6 +328,9 @@ class EfficientNetTower(nn.Module):
             done += self._fill(pending)
         if self._tail_is_frozen:  # tuning: frozen -> the pooled outputs too, in fixed chunks
             todo = self._not_pooled((_image_key(image), image) for image in images)
+            if self.stored_pooled is not None and [key for key, _ in todo] == self.stored_pooled[0]:
+                self._pooled.update(zip(self.stored_pooled[0], self.stored_pooled[1]))  # the same chunks, computed once
+                todo = []
             was_training = self.training
             if todo and was_training:
                 self.eval()  # once for all chunks: switching modes walks every module (ms per call)
@@ -340,6 +346,17 @@ class EfficientNetTower(nn.Module):
         for (key, _), one in zip(items, feats):
             self._remember(key, one.unsqueeze(0).clone())
         return len(items)
+
+    @torch.no_grad()
+    def pooled_in_order(self, images: list) -> tuple[list[bytes], torch.Tensor]:
+        """A frozen tail's pooled outputs for ``images`` (deduplicated by key), in ``warm_cache``'s chunks and order."""
+        todo = self._not_pooled((_image_key(image), image) for image in images)
+        was_training = self.training
+        self.eval()
+        pooled = [self.pool(self.tail(self.trunk_features([image for _, image in todo[start:start + 32]]))).flatten(1)
+                  for start in range(0, len(todo), 32)]
+        self.train(was_training)
+        return [key for key, _ in todo], (torch.cat(pooled) if pooled else torch.zeros(0, IMAGE_DIM))
 
     def _not_pooled(self, keyed: Iterable[tuple[bytes, Image.Image]]) -> list[tuple[bytes, Image.Image]]:
         """The distinct (key, image) pairs whose pooled output is not cached yet, in first-seen order."""

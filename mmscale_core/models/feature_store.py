@@ -10,12 +10,16 @@ file's bytes and the resize cap, the towers' own cache keys), so filling a tower
 gives exactly the values the tower would compute itself (same sorted order,
 same fixed chunks) and a run is bit-identical with or without the store when
 both use the same number of torch threads (convolution kernels round
-differently per thread count, ~1e-5).
+differently per thread count, ~1e-5). ``pooled.safetensors`` holds a frozen
+tail's pooled output (``tuning: frozen``) of every image with scenarios, in the
+fixed chunks a run computes them in; a run takes it only when it would compute
+exactly those images in that order (a chunk of another size rounds differently).
 
 Layout (one directory, written atomically): ``spec.json`` (what it was
 computed with, checked against the run's backbone), ``text.safetensors``
 (``keys`` (N, 16) uint8, ``values`` (N, 384)) and ``image.safetensors`` (the
-same for trunk maps). Backbones without cacheable towers (the VLMs) ignore it.
+same for trunk maps), ``pooled.safetensors`` (the same for a frozen tail's pooled
+outputs, in the runs' order). Backbones without cacheable towers (the VLMs) ignore it.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from mmscale_core.errors import MmscaleError
 SPEC_FILE = "spec.json"
 TEXT_FILE = "text.safetensors"
 IMAGE_FILE = "image.safetensors"
+POOLED_FILE = "pooled.safetensors"  # optional: stores built before it lack it and work as before
 FORMAT_VERSION = 1
 
 
@@ -83,6 +88,9 @@ def build_feature_store(data_dir: str | os.PathLike, out: str | os.PathLike, bac
     loader = ImageLoader(dataset, spec["max_image_side"], lazy=True)  # keyed by file content, as in the runs
     ids = sorted(dataset.images)
     image.warm_cache(loader(i) for i in tqdm(ids, desc="image features", unit="img", disable=not progress))
+    # a frozen tail's pooled output (``tuning: frozen``) for the images the runs predict: every image with
+    # scenarios, in the runs' order, so a run over all of them takes these instead of computing them
+    pooled_keys, pooled = image.pooled_in_order([loader(i) for i in sorted(set(dataset.scenarios["image_id"]))])
 
     out = Path(out)
     tmp = out.with_name(out.name + ".tmp")
@@ -91,6 +99,8 @@ def build_feature_store(data_dir: str | os.PathLike, out: str | os.PathLike, bac
     tmp.mkdir(parents=True)
     save_file(_pack(text._cache), str(tmp / TEXT_FILE))
     save_file({k: v.contiguous() for k, v in _pack(image._cache).items()}, str(tmp / IMAGE_FILE))
+    save_file({"keys": torch.tensor([list(k) for k in pooled_keys], dtype=torch.uint8).reshape(len(pooled_keys), -1),
+               "values": pooled.contiguous()}, str(tmp / POOLED_FILE))
     write_json(tmp / SPEC_FILE, {**spec, "dataset_hash": dataset_fingerprint(dataset),
                                  "n_texts": len(text._cache), "n_images": len(image._cache)})
     replace_dir(tmp, out)
@@ -130,4 +140,7 @@ def load_feature_store(store: str | os.PathLike, backbone, backbone_kwargs: dict
         for key, value in entries.items():
             image._remember(key, value)
         loaded["images"] = len(entries)
+        if (Path(store) / POOLED_FILE).is_file():  # used only by a frozen tail, for the same images in the same order
+            pooled = load_file(str(Path(store) / POOLED_FILE))
+            image.stored_pooled = ([bytes(k.tolist()) for k in pooled["keys"]], pooled["values"])
     return loaded
