@@ -95,6 +95,8 @@ def test_a_frozen_run_trains_to_the_same_predictions_as_the_list_path(data, tmp_
 def test_bench_train_prints_both_sides_and_their_ratio(capsys):
     from mmscale_core.cli import main as cli_main
 
-    assert cli_main(["bench", "train", "--steps", "2", "--repeats", "1", "--profile", "smoke"]) == 0
+    params = Path(__file__).resolve().parents[1] / "params.yaml"
+    assert cli_main(["bench", "train", "--steps", "2", "--repeats", "1", "--profile", "smoke",
+                     "--params", str(params)]) == 0
     out = capsys.readouterr().out
     assert "full step" in out and "bare forward/backward" in out and "x (full" in out

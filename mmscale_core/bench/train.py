@@ -20,7 +20,8 @@ DEFAULT_SCENARIOS = 32500  # the default profile's dataset (``mmscale simulate -
 DEFAULT_IMAGES = 9260
 
 
-def run_bench(steps: int, repeats: int, threads: int, profile: str = "default") -> int:
+def run_bench(steps: int, repeats: int, threads: int, profile: str = "default",
+              params: str = "params.yaml") -> int:
     import numpy as np
     import torch
 
@@ -31,7 +32,7 @@ def run_bench(steps: int, repeats: int, threads: int, profile: str = "default") 
 
     if threads > 0:
         torch.set_num_threads(threads)
-    training = dict(load_profile("params.yaml", profile)["training"])
+    training = dict(load_profile(params, profile)["training"])
     training.pop("feature_store", None)
     config = TrainConfig(data="", out="", **{k: v for k, v in training.items() if k in TrainConfig.__dataclass_fields__})
     model = build_model(config)
@@ -99,4 +100,5 @@ def register_bench(subparsers) -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1; 0: torch's default)")
     p.add_argument("--profile", default="default", help="params.yaml profile whose training block is timed")
-    p.set_defaults(func=lambda a: run_bench(a.steps, a.repeats, a.threads, a.profile))
+    p.add_argument("--params", default="params.yaml", help="parameters file (default params.yaml)")
+    p.set_defaults(func=lambda a: run_bench(a.steps, a.repeats, a.threads, a.profile, a.params))
