@@ -67,6 +67,22 @@ def test_indexed_batches_equal_the_list_batches(data, tmp_path, backbone):
             assert torch.equal(model(batch)[0], model(reference)[0])
 
 
+def test_lookup_tables_from_a_float32_frame_print_no_warning(data, tmp_path):
+    """pandas hands out read-only arrays (copy-on-write); torch warns on them, which a notebook page shows as stderr."""
+    import warnings
+
+    config = tiny_config(data, tmp_path / "r", **FROZEN)
+    model = build_model(config).eval()
+    dataset = load_dataset(data)
+    frame = dataset.scenarios.reset_index(drop=True).astype({"score": "float32"})
+    images = ImageLoader(dataset, config.max_image_side, lazy=True)
+    warm_caches(model, frame, images, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tensors = frame_tensors(model, frame, images)
+    assert torch.equal(tensors.score[:-1], torch.tensor(frame["score"].to_numpy()))
+
+
 def test_a_lora_run_has_no_lookup_tables(data, tmp_path):
     """Tuned towers' outputs depend on the weights: they keep the per-list path."""
     config = tiny_config(data, tmp_path / "r", backbone_kwargs={"image_size": 64, "max_length": 12,

@@ -165,7 +165,7 @@ def frame_tensors(model: ScoringModel, frame: pd.DataFrame, images: ImageLoader)
     label_index = {label: i for i, label in enumerate(MODALITY_LABELS)}
     position = {image_id: i for i, image_id in enumerate(image_ids)}
     score = torch.zeros(pad + 1, dtype=torch.float32)
-    score[:pad] = torch.from_numpy(frame["score"].to_numpy(dtype=np.float32))
+    score[:pad] = torch.tensor(frame["score"].to_numpy(dtype=np.float32))  # a copy: pandas may hand out read-only arrays
     modality = torch.full((pad + 1,), -1, dtype=torch.long)
     modality[:pad] = torch.tensor([label_index.get(m, -1) for m in frame["modality"]], dtype=torch.long)
     image_of_row = torch.zeros(pad + 1, dtype=torch.long)
