@@ -30,8 +30,8 @@ from mmscale_core.training.config import (  # noqa: E402
     PREDICTION_COLUMNS, PREDICTIONS_FILE, TUNING_MODES, TrainConfig,
 )
 from mmscale_core.training.lists import (  # noqa: E402
-    ScenarioList, collate, epoch_batches, has_image_cache, make_lists, prediction_rows, select_training_images,
-    warm_caches,
+    FrameTensors, ScenarioList, collate, collate_indexed, epoch_batches, frame_tensors, has_image_cache, make_lists,
+    padded_rows, prediction_rows, select_training_images, warm_caches,
 )
 from mmscale_core.training.loop import check_run_dir, prepare_run_dir, train  # noqa: E402
 from mmscale_core.training.model import (  # noqa: E402
@@ -47,12 +47,12 @@ from mmscale_core.training.predict import (  # noqa: E402  (last: it uses the na
 
 __all__ = [
     "ADAPTER_DIR", "CALIBRATION_FILE", "CHECKPOINT_FILE", "CONFIG_FILE", "HEAD_FILE", "LOG_FILE", "METRICS_FILE",
-    "PREDICTION_COLUMNS", "PREDICTIONS_FILE", "TUNING_MODES", "Dataset", "ImageLoader", "ScenarioList",
+    "PREDICTION_COLUMNS", "PREDICTIONS_FILE", "TUNING_MODES", "Dataset", "FrameTensors", "ImageLoader", "ScenarioList",
     "TrainConfig", "TrainedRun", "apply_calibration", "attach_feature_store", "build_model",
-    "check_run_dir", "check_same_checkpoint", "collate", "dataset_fingerprint", "epoch_batches",
-    "evaluate_predictions", "fit_calibration", "freeze_backbone", "gather_list_scores", "has_image_cache",
+    "check_run_dir", "check_same_checkpoint", "collate", "collate_indexed", "dataset_fingerprint", "epoch_batches",
+    "evaluate_predictions", "fit_calibration", "frame_tensors", "freeze_backbone", "gather_list_scores", "has_image_cache",
     "load_checkpoint", "load_dataset", "load_run", "load_trainable_state", "loaded_checkpoint", "make_accelerator",
-    "make_lists", "parameter_groups", "predict_dataset", "predict_to_file", "prediction_rows", "prepare_run_dir",
+    "make_lists", "padded_rows", "parameter_groups", "predict_dataset", "predict_to_file", "prediction_rows", "prepare_run_dir",
     "replace_dir", "restore_rng_state", "rng_state", "save_checkpoint", "save_model_outputs", "score_scenarios",
     "select_training_images", "shard", "train", "trainable_state", "uses_lora", "warm_caches", "write_log",
     "write_run_outputs",
