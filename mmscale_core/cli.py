@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mmscale_core.train_cli",
     "mmscale_core.morale.cli",
     "mmscale_core.simulator.cli",
+    "mmscale_core.robustness.cli",
 )
 
 # Modules that define ``register_bench(subparsers)`` for ``mmscale bench NAME``.
