@@ -299,9 +299,11 @@ def tiny_run(tmp_path_factory, one_torch_thread):
     from mmscale_core.training import train
 
     data = make_tiny_dataset(tmp_path_factory.mktemp("robust_run") / "data", n_images=10)
-    run = train(tiny_config(data, tmp_path_factory.mktemp("robust_runs") / "lipo", epochs=1, tuning="frozen",
-                            objective="bpo"), progress=False)
-    return run, data
+    root = tmp_path_factory.mktemp("robust_runs") / "table3" / "minilm-effnet"
+    for objective in ("lipo", "bpo"):
+        train(tiny_config(data, root / objective / "seed0", epochs=1, tuning="frozen", objective=objective),
+              progress=False)
+    return root / "bpo" / "seed0", data
 
 
 def test_run_scorer_originals_equal_the_runs_predictions(tiny_run):
@@ -351,3 +353,40 @@ def test_cli_errors_are_one_message(tiny_run, tmp_path, capsys):
     assert cli_main(["robustness", "--run", str(run), "--data", str(data), "--split", "val",
                      "--out", str(tmp_path)]) == 2
     assert "no scenarios in split 'val'" in capsys.readouterr().err
+
+
+def test_runs_sharing_frozen_features_score_as_alone(tiny_run):
+    from mmscale_core.robustness.scorers import RunScorer
+
+    run, data = tiny_run
+    dataset = load_dataset(data)
+    chosen = get_perturbations("reword,jpeg30")
+    alone = run_suite(RunScorer.from_run_dir(run.parent.parent / "lipo" / "seed0"), dataset, chosen, progress=False)
+    donor = RunScorer.from_run_dir(run)
+    run_suite(donor, dataset, chosen, progress=False)
+    sharing = RunScorer.from_run_dir(run.parent.parent / "lipo" / "seed0")
+    assert sharing.share_features_with(donor) == ["text", "image trunk", "image pooled"]
+    pd.testing.assert_frame_equal(run_suite(sharing, dataset, chosen, progress=False), alone)
+
+
+def test_report_tables_on_two_runs(tiny_run, tmp_path):
+    from mmscale_core.robustness import report
+
+    run, data = tiny_run
+    dataset = load_dataset(data, decode_images=False)
+    runs = report.suite_runs(run.parent.parent, None)
+    assert list(runs["name"]) == ["lipo", "bpo"]
+    chosen = get_perturbations("persuade_acceptable,typos,typographic_safe,blur")
+    report.run_all(runs, dataset, tmp_path, perturbations=chosen, n_boot=20, tta_views=2, progress=False)
+    results, summary = report.load_results(tmp_path, ["lipo", "bpo", "lipo+tta"])
+    table = report.with_chance(summary, results, dataset.scenarios)
+    assert table["chance"].notna().all() and set(table["run"]) == {"lipo", "bpo", "lipo+tta"}
+    flips = report.measure_table(table, "flip rate", ["lipo", "bpo"], "companion, simulated data")
+    assert list(flips["perturbation"]) == [p.name for p in chosen] and flips["lipo"].str.contains("chance").all()
+    tests = report.paired_tests(results, [("lipo", "bpo")], n_boot=20, n_perm=20)
+    assert set(tests["probe"]) == {"sycophancy", "noise", "typographic"} and tests["p_value"].between(0, 1).all()
+    tta = report.intervention_table(results, dataset.scenarios, n_boot=20)
+    assert list(tta["measure"]) == ["flip rate, sycophancy probes", "flip rate, typographic probes",
+                                    "NDCG@5 of the originals"]
+    pooled = report.pooled_by_kind({"lipo": results["lipo"]}, dataset.scenarios, n_boot=20)
+    assert set(pooled["perturbation"]) == {"all text perturbations", "all image perturbations"}

@@ -26,7 +26,11 @@ SUMMARY_FILE = "summary.csv"
 
 
 def select_scenarios(dataset, split: str = "test", max_images: int | None = None, seed: int = 0) -> pd.DataFrame:
-    """The split's scenarios, of at most ``max_images`` images (a seeded choice; None or 0: all), sorted."""
+    """The split's scenarios, of at most ``max_images`` images (None or 0: all), sorted.
+
+    The images are the first ``max_images`` of one seeded permutation, so a smaller
+    subsample is part of a larger one (the intervention is scored on a subset of the suite's images).
+    """
     frame = dataset.scenarios
     frame = frame[frame["split"] == split]
     if frame.empty:
@@ -34,7 +38,7 @@ def select_scenarios(dataset, split: str = "test", max_images: int | None = None
         raise MmscaleError(f"{dataset.root}: no scenarios in split {split!r} (field 'split' has: {splits})")
     images = np.array(sorted(frame["image_id"].unique()), dtype=object)
     if max_images and len(images) > max_images:
-        chosen = np.random.default_rng([int(seed), 0xB0B]).choice(len(images), size=int(max_images), replace=False)
+        chosen = np.random.default_rng([int(seed), 0xB0B]).permutation(len(images))[: int(max_images)]
         frame = frame[frame["image_id"].isin(set(images[np.sort(chosen)]))]
     return frame.sort_values(["image_id", "scenario_id"]).reset_index(drop=True)
 
@@ -69,6 +73,8 @@ def run_suite(scorer, dataset, perturbations: list[Perturbation] | None = None, 
         }))
         bar.update()
     bar.close()
+    if not parts:
+        return pd.DataFrame({c: [] for c in RESULT_COLUMNS})
     results = pd.concat(parts, ignore_index=True)[list(RESULT_COLUMNS)]
     if not np.isfinite(results[["original", "perturbed"]].to_numpy()).all():
         raise MmscaleError(f"robustness: scorer {scorer.name} returned missing or non-finite scores")

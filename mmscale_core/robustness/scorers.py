@@ -47,6 +47,9 @@ class RunScorer:
         from mmscale_core.losses import make_objective
 
         self.run = run
+        # inference only: with no parameter trainable, every frozen tower's output is a fixed
+        # function of its input, which the towers then cache (texts, image trunks, pooled images)
+        run.model.requires_grad_(False)
         self.name = name or run.run_dir.name
         config = run.config
         self.max_image_side = int(config.max_image_side)
@@ -59,6 +62,40 @@ class RunScorer:
         from mmscale_core.predict import load_run
 
         return cls(load_run(run_dir), name=name)
+
+    def tower_names(self) -> list[str]:
+        """The embedded towers this run has ("text", "image"); none for other backbones."""
+        base = _embedded(self.run.model.backbone)
+        return [t for t in ("text", "image") if base is not None and getattr(base, t, None) is not None]
+
+    def share_features_with(self, other: "RunScorer") -> list[str]:
+        """Use ``other``'s frozen-tower caches (same texts and images, same features) instead of recomputing.
+
+        The suite's runs share one pretrained MiniLM and one EfficientNet trunk (and, with
+        ``tuning: frozen``, its tail): what they compute for a perturbed input is the same in
+        every run, so computing it once saves most of the stage's time. Shared only where
+        both runs' towers hold the pretrained weights untouched (no LoRA on them) and were
+        built with the same settings, the condition under which the feature store may fill
+        them (``models.feature_store``); returns what was shared.
+        """
+        mine, theirs = _embedded(self.run.model.backbone), _embedded(other.run.model.backbone)
+        a, b = self.run.config, other.run.config
+        if mine is None or theirs is None or a.backbone_kwargs != b.backbone_kwargs \
+                or self.max_image_side != other.max_image_side:
+            return []
+        untuned_text = all(c.tuning == "frozen" or c.backbone_kwargs.get("text_tuned_layers", 6) == 0 for c in (a, b))
+        untuned_tail = a.tuning == b.tuning == "frozen"
+        shared = []
+        if getattr(mine, "text", None) is not None and getattr(theirs, "text", None) is not None and untuned_text:
+            mine.text._cache = theirs.text._cache
+            shared.append("text")
+        if getattr(mine, "image", None) is not None and getattr(theirs, "image", None) is not None:
+            mine.image._cache = theirs.image._cache  # the trunk is never tuned
+            shared.append("image trunk")
+            if untuned_tail:
+                mine.image._pooled = theirs.image._pooled
+                shared.append("image pooled")
+        return shared
 
     def raw_scores(self, frame: pd.DataFrame, images: Mapping[str, object]) -> np.ndarray:
         import torch
@@ -95,6 +132,14 @@ class RunScorer:
 
         raw = self.raw_scores(frame, images)
         return raw if self.on_scale else apply_calibration(self.run.calibration, raw)
+
+
+def _embedded(backbone):
+    """The embedded backbone under a peft wrapper (or itself); None for other backbones."""
+    from mmscale_core.models.embedded import EmbeddedBackbone
+
+    base = backbone.get_base_model() if hasattr(backbone, "get_base_model") else backbone
+    return base if isinstance(base, EmbeddedBackbone) else None
 
 
 @dataclass
