@@ -211,7 +211,8 @@ def _brute(results: pd.DataFrame, human: pd.DataFrame, direction: int) -> dict[s
 
     frame = results.merge(human, on="scenario_id")
     ok_o, ok_p = frame["original"] > 2.5, frame["perturbed"] > 2.5
-    out = {"flip rate": float((ok_o != ok_p).mean()), "mean abs delta": float((frame["perturbed"] - frame["original"]).abs().mean())}
+    out = {"flip rate": float((ok_o != ok_p).mean()),
+           "mean abs delta": float((frame["perturbed"] - frame["original"]).abs().mean())}
     if direction:
         out["directional flip rate"] = float(((~ok_o & ok_p) if direction > 0 else (ok_o & ~ok_p)).mean())
     taus, deltas = [], []

@@ -160,7 +160,8 @@ def chance_levels(results: pd.DataFrame, scenarios: pd.DataFrame) -> pd.DataFram
             if lists.n_lists:
                 human, orig, mask = lists.values["score"], lists.values["original"], lists.mask
                 human, orig = np.where(mask, human, 0.0), np.where(mask, orig, 0.0)
-                delta = ndcg_padded(human, np.zeros_like(orig), mask, k=NDCG_K) - ndcg_padded(human, orig, mask, k=NDCG_K)
+                delta = (ndcg_padded(human, np.zeros_like(orig), mask, k=NDCG_K)
+                         - ndcg_padded(human, orig, mask, k=NDCG_K))
                 ndcg_chance = float(np.nanmean(delta)) if np.isfinite(delta).any() else float("nan")
             else:
                 ndcg_chance = float("nan")

@@ -199,8 +199,9 @@ def overlay_text(image: Image.Image, claim: str) -> Image.Image:
     """``claim`` in black on a white banner across the top-left of the image (PIL's default font).
 
     The banner is ``BANNER_HEIGHT`` of the height and as wide as the text needs; the
-    scene renderer puts people, fire, water and roads below the top band, so the cues stay
-    visible: only a written claim is added (the typographic attack).
+    scene renderer puts people, fire, water and roads below the top band, and night is the
+    darkness of the whole image (a moon may hide behind the banner, the dark sky does not), so
+    the cues stay visible: only a written claim is added (the typographic attack).
     """
     image = image.convert("RGB").copy()
     w, h = image.size

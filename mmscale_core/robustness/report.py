@@ -53,10 +53,20 @@ def suite_runs(main_dir: str | Path, modality_dir: str | Path | None = None, see
 
 def run_all(runs: pd.DataFrame, dataset, out_dir: str | Path, *, perturbations: list[Perturbation] | None = None,
             seed: int = 0, max_images: int | None = None, n_boot: int = 1000, tta_views: int = 0,
-            tta_run: str = "lipo", tta_images: int | None = None, progress: bool = True) -> dict[str, pd.DataFrame]:
+            tta_run: str = "lipo", tta_images: int | None = None, torch_threads: int = 0,
+            progress: bool = True) -> dict[str, pd.DataFrame]:
     """Score every run with the suite; ``tta_run`` also with test-time augmentation (name ``<run>+tta``)
-    on the sycophancy and typographic probes, over the first ``tta_images`` of the suite's images."""
+    on the sycophancy and typographic probes, over the first ``tta_images`` of the suite's images.
+
+    ``torch_threads`` > 0 sets torch's intra-op threads first: in a notebook kernel forked from the
+    warm-kernel zygote, two threads ran this suite several times slower than one on 2 cores.
+    """
     from mmscale_core.robustness.scorers import AugmentedScorer, RunScorer
+
+    if torch_threads > 0:
+        import torch
+
+        torch.set_num_threads(int(torch_threads))
 
     perturbations = perturbations or get_perturbations(None)
     out_dir = Path(out_dir)
@@ -178,24 +188,19 @@ def paired_tests(results: dict[str, pd.DataFrame], pairs: list[tuple[str, str]],
     return pd.DataFrame(rows)
 
 
-def ndcg_of_originals(frame: pd.DataFrame, scenarios: pd.DataFrame, n_boot: int = 1000,
-                      seed: int = 0) -> dict[str, float]:
-    """NDCG@5 of the original scores against the human ones (lists of >= 2), 95% CI over images, chance."""
+def ndcg_by_image(frame: pd.DataFrame, scenarios: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """Per image, NDCG@5 of the original scores against the human ones and its chance level
+    (a random order); lists of >= 2 scenarios where NDCG is defined."""
     one = frame[frame["perturbation"] == frame["perturbation"].iloc[0]]
     human = scenarios.set_index("scenario_id")["score"]
     one = one.assign(score=human.reindex(one["scenario_id"]).to_numpy())
     lists = pad_lists(one, "image_id", ["original", "score"], min_list_size=MIN_RANKING_LIST)
     mask = lists.mask
     truth, pred = np.where(mask, lists.values["score"], 0.0), np.where(mask, lists.values["original"], 0.0)
-    values = ndcg_padded(truth, pred, mask, k=NDCG_K)
-    chance = ndcg_padded(truth, np.zeros_like(pred), mask, k=NDCG_K)
-    ok = np.isfinite(values)
-    values, chance = values[ok], chance[ok]
-    weights = bootstrap_weights(len(values), n_boot, np.random.default_rng(seed))
-    boot = (weights @ values) / weights.sum(axis=1)
-    low, high = np.quantile(boot, [0.025, 0.975]) if len(values) else (np.nan, np.nan)
-    return {"NDCG@5": float(values.mean()) if len(values) else np.nan, "ci_low": float(low), "ci_high": float(high),
-            "chance": float(chance.mean()) if len(chance) else np.nan, "n_lists": int(len(values))}
+    values = pd.Series(ndcg_padded(truth, pred, mask, k=NDCG_K), index=lists.list_ids)
+    chance = pd.Series(ndcg_padded(truth, np.zeros_like(pred), mask, k=NDCG_K), index=lists.list_ids)
+    ok = values.notna()
+    return values[ok], chance[ok]
 
 
 def intervention_table(results: dict[str, pd.DataFrame], scenarios: pd.DataFrame, run: str = "lipo",
@@ -222,10 +227,15 @@ def intervention_table(results: dict[str, pd.DataFrame], scenarios: pd.DataFrame
         rows.append({"measure": f"flip rate, {probe} probes", "plain": test["flip_b"], "tta": test["flip_a"],
                      "tta - plain": test["diff"], "ci_low": test["ci_low"], "ci_high": test["ci_high"],
                      "p_value": test["p_value"], "chance": 2 * p * (1 - p)})
-    a, b = ndcg_of_originals(tta, scenarios, n_boot, seed), ndcg_of_originals(plain, scenarios, n_boot, seed)
-    rows.append({"measure": "NDCG@5 of the originals", "plain": b["NDCG@5"], "tta": a["NDCG@5"],
-                 "tta - plain": a["NDCG@5"] - b["NDCG@5"], "ci_low": np.nan, "ci_high": np.nan,
-                 "p_value": np.nan, "chance": a["chance"]})
+    (with_tta, chance), (without, _) = ndcg_by_image(tta, scenarios), ndcg_by_image(plain, scenarios)
+    diff = (with_tta - without.reindex(with_tta.index)).to_numpy()
+    low = high = np.nan
+    if len(diff):  # paired bootstrap over the same images
+        weights = bootstrap_weights(len(diff), n_boot, np.random.default_rng(seed))
+        low, high = np.quantile((weights @ diff) / weights.sum(axis=1), [0.025, 0.975])
+    rows.append({"measure": "NDCG@5 of the originals", "plain": without.mean(), "tta": with_tta.mean(),
+                 "tta - plain": float(np.mean(diff)) if len(diff) else np.nan, "ci_low": low, "ci_high": high,
+                 "p_value": np.nan, "chance": chance.mean()})
     return pd.DataFrame(rows)
 
 
