@@ -108,6 +108,14 @@ def with_human_scores(results: pd.DataFrame, scenarios: pd.DataFrame) -> pd.Data
     return results.assign(score=human.reindex(results["scenario_id"]).to_numpy())
 
 
+def by_modality(part: pd.DataFrame):
+    """(index, modality, rows) for ``all`` and each modality grounding that has rows."""
+    for index, modality in enumerate(MODALITIES):
+        sub = part if modality == "all" else part[part["modality"] == modality]
+        if not sub.empty:
+            yield index, modality, sub
+
+
 def summarize(results: pd.DataFrame, scenarios: pd.DataFrame, perturbations, n_boot: int = 1000,
               seed: int = 0) -> pd.DataFrame:
     """``summary.csv``: one row per (perturbation, modality, measure) with its 95% bootstrap CI.
@@ -119,11 +127,7 @@ def summarize(results: pd.DataFrame, scenarios: pd.DataFrame, perturbations, n_b
     frame = with_human_scores(results, scenarios)
     rows = []
     for p_index, p in enumerate(perturbations):
-        part = frame[frame["perturbation"] == p.name]
-        for m_index, modality in enumerate(MODALITIES):
-            sub = part if modality == "all" else part[part["modality"] == modality]
-            if sub.empty:
-                continue
+        for m_index, modality, sub in by_modality(frame[frame["perturbation"] == p.name]):
             _, stats = image_statistics(sub, p.direction)
             value, low, high = bootstrap_values(stats, n_boot, seed=[seed, p_index, m_index])
             for j, measure in enumerate(MEASURES):
@@ -151,10 +155,7 @@ def chance_levels(results: pd.DataFrame, scenarios: pd.DataFrame) -> pd.DataFram
     frame = with_human_scores(results, scenarios)
     rows = []
     for name, part in frame.groupby("perturbation", sort=False):
-        for modality in MODALITIES:
-            sub = part if modality == "all" else part[part["modality"] == modality]
-            if sub.empty:
-                continue
+        for _, modality, sub in by_modality(part):
             p = float(acceptable(sub["original"]).mean())
             lists = pad_lists(sub, "image_id", ["original", "score"], min_list_size=MIN_RANKING_LIST)
             if lists.n_lists:

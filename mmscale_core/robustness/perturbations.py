@@ -303,3 +303,8 @@ def apply_text(perturbation: Perturbation, text: str, seed: int, key: str) -> st
 def apply_image(perturbation: Perturbation, image: Image.Image, seed: int, key: str) -> Image.Image:
     """``perturbation`` applied to an image (``key``: its image id)."""
     return perturbation.function(image, item_rng(seed, perturbation.name, key))
+
+
+def perturb_texts(perturbation: Perturbation, frame, seed: int) -> list[str]:
+    """``perturbation`` applied to every scenario of ``frame`` (columns scenario, scenario_id)."""
+    return [apply_text(perturbation, text, seed, key) for text, key in zip(frame["scenario"], frame["scenario_id"])]

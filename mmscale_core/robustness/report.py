@@ -292,7 +292,7 @@ def truncated_share(dataset, perturbations: list[Perturbation], max_length: int,
     from transformers import AutoTokenizer
 
     from mmscale_core.models.embedded import minilm_dir
-    from mmscale_core.robustness.perturbations import apply_text
+    from mmscale_core.robustness.perturbations import perturb_texts
     from mmscale_core.robustness.runner import select_scenarios
 
     tokenizer = AutoTokenizer.from_pretrained(minilm_dir())
@@ -300,8 +300,7 @@ def truncated_share(dataset, perturbations: list[Perturbation], max_length: int,
     rows = [("(original)", _longer(tokenizer, frame["scenario"].tolist(), max_length))]
     for p in perturbations:
         if p.kind == "text":
-            texts = [apply_text(p, t, seed, sid) for t, sid in zip(frame["scenario"], frame["scenario_id"])]
-            rows.append((p.name, _longer(tokenizer, texts, max_length)))
+            rows.append((p.name, _longer(tokenizer, perturb_texts(p, frame, seed), max_length)))
     return pd.DataFrame(rows, columns=["perturbation", f"share longer than {max_length} tokens"])
 
 

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from mmscale_core.errors import MmscaleError
 from mmscale_core.io import atomic_path, write_parquet
 from mmscale_core.robustness.measures import RESULT_COLUMNS, summarize
-from mmscale_core.robustness.perturbations import Perturbation, apply_image, apply_text, get_perturbations
+from mmscale_core.robustness.perturbations import Perturbation, apply_image, get_perturbations, perturb_texts
 
 RESULTS_FILE = "robustness.parquet"
 SUMMARY_FILE = "summary.csv"
@@ -60,8 +60,7 @@ def run_suite(scorer, dataset, perturbations: list[Perturbation] | None = None, 
     parts = []
     for p in perturbations:
         if p.kind == "text":
-            texts = [apply_text(p, t, seed, sid) for t, sid in zip(frame["scenario"], frame["scenario_id"])]
-            perturbed = scorer.score(frame.assign(scenario=texts), originals)
+            perturbed = scorer.score(frame.assign(scenario=perturb_texts(p, frame, seed)), originals)
         else:
             if not decoded:
                 decoded = {i: originals[i].load() for i in ids}

@@ -23,7 +23,7 @@ from typing import Mapping, Protocol
 import numpy as np
 import pandas as pd
 
-from mmscale_core.robustness.perturbations import BY_NAME, apply_image, apply_text
+from mmscale_core.robustness.perturbations import BY_NAME, apply_image, perturb_texts
 
 
 class Scorer(Protocol):
@@ -175,10 +175,8 @@ class AugmentedScorer:
         total = np.zeros(len(frame))
         for view in range(self.k):
             seed = (self.seed, view)
-            texts = [apply_text(text_p, t, hash_seed(seed), sid)
-                     for t, sid in zip(frame["scenario"], frame["scenario_id"])]
             views = {i: apply_image(image_p, as_pil(images[i]), hash_seed(seed), i) for i in ids}
-            total += self.base.score(frame.assign(scenario=texts), views)
+            total += self.base.score(frame.assign(scenario=perturb_texts(text_p, frame, hash_seed(seed))), views)
         return total / self.k
 
 
