@@ -32,6 +32,7 @@ FIGURES = {
     "05_ablations": ["fig8a_list_size", "fig8b_train_fraction", "safety_thresholds"],
     "06_calibration": ["fig9a_reliability", "fig9b_ece"],
     "07_vg_validation": ["fig3_real_vs_synthetic"],
+    "09_robustness": ["flip_rate_heatmap", "sycophancy_direction"],
 }
 TABLES = {
     "01_data_stats": ["table1_summary", "quality_control", "agreement"],
@@ -45,9 +46,11 @@ TABLES = {
     "07_vg_validation": ["fig3_metrics_by_image_style", "fig3_deltas"],
     "08_paper_audit": ["contradictions", "chance_levels", "table5_majority_check", "release_vs_paper",
                        "release_cleaning_steps", "release_definition_differences"],
+    "09_robustness": ["flip_rates", "sycophancy_direction", "ranking_stability_kendall", "ranking_stability_ndcg",
+                      "by_modality", "paired_flip_tests", "intervention_tta", "text_truncation"],
 }
 NOTEBOOKS = ["01_data_stats", "02_modality_shifts", "04_table3", "05_ablations", "06_calibration",
-             "07_vg_validation", "08_paper_audit"]
+             "07_vg_validation", "08_paper_audit", "09_robustness"]
 
 
 def sh(cmd: list[str], cwd: Path) -> str:
@@ -140,6 +143,24 @@ def test_table3_numbers_are_finite_and_in_range(smoke_project):
     shown = sh(["dvc", "metrics", "show"], smoke_project).splitlines()
     assert "NDCG@5.ci_low" in shown[0]
     assert sum("reports/metrics/table3/" in line for line in shown) == 4  # one row per objective
+
+
+@pytest.mark.slow
+def test_robustness_stage_writes_every_runs_files(smoke_project):
+    root = smoke_project / "reports" / "robustness"
+    runs = {"lipo", "lipo+mse", "bpo", "bce", "minilm-text", "effnet-image", "lipo+tta"}
+    assert {p.name for p in root.iterdir()} == runs
+    for run in runs:
+        results = pd.read_parquet(root / run / "robustness.parquet")
+        summary = pd.read_csv(root / run / "summary.csv")
+        assert list(results.columns) == ["scenario_id", "image_id", "modality", "perturbation", "original", "perturbed"]
+        assert list(summary.columns) == ["perturbation", "kind", "probe", "modality", "measure", "value",
+                                         "ci_low", "ci_high"]
+        assert results[["original", "perturbed"]].stack().between(1, 5).all(), run
+        rates = summary[summary["measure"].isin(["flip rate", "directional flip rate"])]
+        assert rates["value"].between(0, 1).all() and (rates["ci_low"] <= rates["value"] + 1e-9).all(), run
+    text_only = pd.read_csv(root / "minilm-text" / "summary.csv")  # a text-only run cannot see image perturbations
+    assert (text_only.loc[(text_only["kind"] == "image") & (text_only["measure"] == "flip rate"), "value"] == 0).all()
 
 
 @pytest.mark.slow
