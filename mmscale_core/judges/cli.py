@@ -44,15 +44,14 @@ def load_local_backbone(args: argparse.Namespace, instruction: str):
     """The backbone of ``--backbone`` on ``--device``; its Q-Former (InstructBLIP) reads ``instruction``."""
     import torch
 
-    from mmscale_core.models import load_backbone
-    from mmscale_core.models.vlm.backbone import VLMBackbone
+    from mmscale_core.models import BACKBONES, load_backbone
 
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
-    backbone = load_backbone(args.backbone, prompt=instruction, **_backbone_kwargs(args))
-    if not isinstance(backbone, VLMBackbone):
+    if args.backbone in BACKBONES and not BACKBONES[args.backbone].startswith("mmscale_core.models.vlm:"):
         raise MmscaleError(f"backbone {args.backbone!r} is an encoder, not a generative VLM; a prompted judge needs "
                            f"one of: qwen2-vl, llava-onevision, instructblip, phi-3-vision")
+    backbone = load_backbone(args.backbone, prompt=instruction, **_backbone_kwargs(args))
     backbone.model.to(args.device)
     return backbone
 

@@ -178,3 +178,19 @@ class LocalJudge:
                 out[0, :input_ids.numel()], input_ids) else out[0]
             results.append(self.tokenizer.decode(new, skip_special_tokens=True).strip())
         return results
+
+
+def save_tiny_qwen2_vl(directory) -> str:
+    """Save the tiny random-init Qwen2-VL (:mod:`mmscale_core.models.tiny`) with a chat template, as a
+    checkpoint directory ``--backbone-arg path=DIR`` loads offline: the smoke/default stand-in for a
+    real judge. Its ratings are noise and exist to exercise the code."""
+    from pathlib import Path
+
+    from mmscale_core.models.tiny import tiny_qwen2_vl
+
+    model, processor = tiny_qwen2_vl()
+    processor.chat_template = QWEN2_VL_CHAT_TEMPLATE
+    directory = Path(directory)
+    model.save_pretrained(directory)
+    processor.save_pretrained(directory)
+    return str(directory)
