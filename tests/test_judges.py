@@ -336,3 +336,77 @@ def test_judge_argument_problems_are_one_message(data, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "either --backbone" in err and "needs a local" in err and "not a generative VLM" in err
     assert "Traceback" not in err
+
+
+# ----- Task 3: verify-rationales ---------------------------------------------------------------------
+@pytest.mark.parametrize("answer, label, problem", [
+    ('{"label": "both", "load_bearing_visual_evidence": ["a knife"], "rationale": "r"}', "both", None),
+    ('Sure!\n```json\n{"label": "Text-Grounded", "load_bearing_text_evidence": "steals"}\n```', "text-grounded", None),
+    ('{"label": "image-grounded"} and more text {"x": 1}', "image-grounded", None),
+    ('{"label": "visual"}', None, "is not one of"),
+    ('{"label": "both", "load_bearing_visual_evidence": 3}', None, "not a list"),
+    ('{"label": "both",', None, "not valid"),
+    ("I think it is text-grounded.", None, "no JSON object"),
+    ("", None, "empty answer"),
+])
+def test_parse_verdict(answer, label, problem):
+    from mmscale_core.judges.verifier import verdict
+
+    got = verdict(answer, None)
+    assert got["label"] == label and (problem is None) == (got["parse_error"] is None)
+    if problem:
+        assert problem in got["parse_error"] and got["raw_judge_output"] == answer
+
+
+def test_verify_rationales_through_a_server_and_evaluate(data, tmp_path, capsys):
+    rows = _rows(data)
+    cot = tmp_path / "cot.jsonl"
+    with open(cot, "w") as fh:
+        for i, row in enumerate(rows.itertuples()):
+            fh.write(json.dumps({"scenario_id": row.scenario_id, "model_id": "m", "prompt_type": "cot",
+                                 "raw_output": "" if i == 0 else f"<think>it looks red</think>Rating: 3",
+                                 "prediction": None if i == 0 else 3.0}) + "\n")
+    answers = ['{"label": "image-grounded", "load_bearing_visual_evidence": ["red"]}', "not json",
+               '{"label": "text-grounded"}']
+    with StubServer(lambda n, body: completion(answers[n % 3])) as stub:
+        out = tmp_path / "judged.jsonl"
+        args = ["verify-rationales", "--predictions", str(cot), "--data", str(data), "--server", stub.url,
+                "--model", "judge", "--out", str(out), "--no-progress", "--concurrency", "1"]
+        assert cli_main([*args, "--limit", "2"]) == 0
+        assert cli_main(args) == 0
+    assert "it looks red" in stub.requests[0]["messages"][0]["content"][1]["text"]
+    assert "</think>" not in stub.requests[0]["messages"][0]["content"][1]["text"]
+    judged = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(judged) == len(rows) - 1 == len(stub.requests)  # the row without a rationale is not sent
+    unparsed = [r for r in judged if r["label"] is None]
+    assert len(unparsed) == sum(n % 3 == 1 for n in range(len(stub.requests)))
+    assert all(r["parse_error"] == "no JSON object in the answer" and r["raw_judge_output"] == "not json"
+               for r in unparsed)
+    capsys.readouterr()
+    assert cli_main(["evaluate", "--data", str(data), "--predictions", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "macro-F1" in printed and "Cohen's kappa" in printed and "by human modality" in printed
+
+
+def test_rationale_agreement_against_sklearn_by_hand():
+    from sklearn.metrics import f1_score
+
+    from mmscale_core.judges.verifier import rationale_report
+
+    human = ["text", "text", "image", "both", "image", "text"]
+    labels = ["text-grounded", "image-grounded", "image-grounded", "both", "ungrounded", "text-grounded"]
+    scenarios = pd.DataFrame({"scenario_id": [f"s{i}" for i in range(6)], "modality": human})
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "j.jsonl"
+        path.write_text("".join(json.dumps({"scenario_id": f"s{i}", "label": lab, "raw_judge_output": "x",
+                                            "error": None}) + "\n" for i, lab in enumerate(labels)))
+        report = rationale_report(path, scenarios)
+    # by hand: text P=1 R=2/3, image P=1/2 R=1/2, both P=1 R=1
+    f1_text, f1_image, f1_both = 2 * (2 / 3) / (1 + 2 / 3), 0.5, 1.0
+    assert report.macro_f1 == pytest.approx((f1_text + f1_image + f1_both) / 3)
+    assert report.macro_f1 == pytest.approx(f1_score(human, ["text", "image", "image", "both", "ungrounded", "text"],
+                                                     labels=["text", "image", "both"], average="macro"))
+    assert report.by_modality.loc["text", "agreement"] == pytest.approx(2 / 3)
+    assert report.distribution.set_index("label").loc["image-grounded", "n"] == 2

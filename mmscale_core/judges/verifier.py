@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -177,3 +178,82 @@ def local_results(judge, template: str, load_image: Callable[[str], Any]):
             for row, raw in zip(rows, answers):
                 yield row, verdict(raw, None)
     return results
+
+
+MODALITY_OF_LABEL = {"text-grounded": "text", "image-grounded": "image", "both": "both"}
+
+
+def is_verdict_file(path: str | Path) -> bool:
+    """Whether a JSONL's first row is a verify-rationales row (``label`` + ``raw_judge_output``)."""
+    path = Path(path)
+    if path.suffix.lower() not in (".jsonl", ".ndjson") or not path.is_file():
+        return False
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                try:
+                    first = json.loads(line)
+                except json.JSONDecodeError:
+                    return False
+                return isinstance(first, dict) and "label" in first and "raw_judge_output" in first
+    return False
+
+
+@dataclass
+class RationaleReport:
+    """Task 3 against the human modality labels: label shares, agreement, by modality."""
+
+    n_rows: int
+    n_unparsed: int
+    n_errors: int
+    distribution: pd.DataFrame  # label, n, share (of the parsed verdicts)
+    by_modality: pd.DataFrame  # human modality x label counts, plus n and agreement
+    macro_f1: float
+    kappa: float
+    n_compared: int
+
+
+def rationale_report(path: str | Path, scenarios: pd.DataFrame) -> RationaleReport:
+    """Read a verify-rationales file; the human label is the dataset's modality, never the file's."""
+    from sklearn.metrics import cohen_kappa_score, f1_score
+
+    rows = pd.read_json(path, lines=True, dtype={"scenario_id": str})
+    known = scenarios.set_index("scenario_id")["modality"]
+    unknown = rows[~rows["scenario_id"].isin(known.index)]
+    if len(unknown):
+        raise MmscaleError(f"{path}: {len(unknown)} scenario id(s) not in the dataset, e.g. "
+                           f"{unknown['scenario_id'].iloc[0]!r}")
+    errors = rows["error"].notna() if "error" in rows else pd.Series(False, index=rows.index)
+    parsed = rows[rows["label"].notna() & ~errors].copy()
+    parsed["human"] = known.loc[parsed["scenario_id"]].to_numpy()
+    counts = parsed["label"].value_counts().reindex(LABELS, fill_value=0)
+    distribution = pd.DataFrame({"label": LABELS, "n": counts.to_numpy(),
+                                 "share": counts.to_numpy() / max(1, len(parsed))})
+    predicted = parsed["label"].map(lambda label: MODALITY_OF_LABEL.get(label, label))
+    cross = pd.crosstab(parsed["human"], parsed["label"]).reindex(columns=list(LABELS), fill_value=0)
+    cross = cross.reindex([m for m in ("text", "image", "both") if m in cross.index])
+    cross["n"] = cross[list(LABELS)].sum(axis=1)
+    cross["agreement"] = [float((predicted[parsed["human"] == m] == m).mean()) for m in cross.index]
+    if len(parsed):
+        f1 = float(f1_score(parsed["human"], predicted, labels=["text", "image", "both"], average="macro",
+                            zero_division=0))
+        kappa = float(cohen_kappa_score(parsed["human"], predicted)) if predicted.nunique() + parsed[
+            "human"].nunique() > 2 else float("nan")
+    else:
+        f1 = kappa = float("nan")
+    return RationaleReport(len(rows), int((rows["label"].isna() & ~errors).sum()), int(errors.sum()),
+                           distribution, cross, f1, kappa, len(parsed))
+
+
+def format_rationale_report(report: RationaleReport) -> str:
+    lines = [f"{report.n_rows} rationale(s) judged: {report.n_compared} with a verdict, {report.n_unparsed} "
+             f"unparseable, {report.n_errors} error(s)", "", "label                  n   share"]
+    lines += [f"{row.label:<20} {row.n:>3}  {row.share:6.1%}" for row in report.distribution.itertuples()]
+    lines += ["", f"agreement with the human modality labels (text-/image-grounded/both = text/image/both; "
+                  f"ungrounded, hallucinated-visual never agree), n = {report.n_compared}:",
+              f"  macro-F1 over text, image, both: {report.macro_f1:.4f}",
+              f"  Cohen's kappa: {report.kappa:.4f}", "", "by human modality:"]
+    for modality, row in report.by_modality.iterrows():
+        shares = ", ".join(f"{label} {int(row[label])}" for label in LABELS if row[label])
+        lines.append(f"  {modality:<6} n={int(row['n'])}  agreement {row['agreement']:.1%}  ({shares})")
+    return "\n".join(lines)
