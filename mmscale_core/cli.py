@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mmscale_core.simulator.cli",
     "mmscale_core.evaluate_cli",
     "mmscale_core.robustness.cli",
+    "mmscale_core.judges.cli",
 )
 
 

@@ -8,7 +8,8 @@ this package and ``mmscale_core.cli`` imports it.
 Verbs: ``data`` (loading + validation), ``metrics`` (vectorized vs per-list, and every metric
 of ``mmscale evaluate``), ``simulate`` (the default dataset vs its budget), ``prefix``
 (shared-prefix vs per-pair VLM encoding), ``morale`` (concurrent annotators on loopback),
-``kernel`` (notebook stage start-up, cold vs warm kernel).
+``kernel`` (notebook stage start-up, cold vs warm kernel), ``judge`` (a prompted judge: generate
+per pair vs the expected rating with a shared prefix).
 """
 
 # modules defining ``register_bench(subparsers)``, in the order ``mmscale bench --help`` lists them
@@ -19,4 +20,5 @@ BENCH_MODULES: tuple[str, ...] = (
     "mmscale_core.bench.prefix",
     "mmscale_core.bench.morale",
     "mmscale_core.bench.simulate",
+    "mmscale_core.bench.judge",
 )
