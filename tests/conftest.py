@@ -14,3 +14,11 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def smoke_project(tmp_path_factory):
+    """The project after `dvc repro` on the smoke profile (tests/smoke.py): built once per session."""
+    from smoke import build_smoke_project
+
+    return build_smoke_project(tmp_path_factory.mktemp("pipeline") / "project")
