@@ -23,11 +23,13 @@ which
   the output parameters (``figures_dir``, ``tables_dir``, those naming an out of this notebook's own
   stages, and ``writes``) into ``scratch/NAME/`` (same layout below it; git- and DVC-ignored)
   unless the parameter ``write_outputs`` is ``"pipeline"``;
-- prints one line: the profile, the data, where the notebook writes.
+- prints one line: the profile, the data, where the notebook writes (and a note when ``dvc.lock``
+  says the data was made with another profile).
 
 The redirect rewrites parameters rather than living in :mod:`mmscale_core.outputs` because the
 notebooks also write metrics and plot data with ``write_json``/``atomic_path``: one place covers
-every write.
+every write. (layout.md puts this module in ``pipeline/``; it stays at the package root until
+``pipeline.py`` becomes that package.)
 """
 
 from __future__ import annotations
@@ -142,6 +144,20 @@ def read_stages(root: Path) -> dict[str, dict]:
     return {name: {"outs": _out_paths(body), "cmd": str(body.get("cmd", ""))} for name, body in _stage_bodies(spec)}
 
 
+def locked_profile(root: Path, stage: str = "data") -> str | None:
+    """The profile ``stage`` last ran with, from ``dvc.lock`` (None when it has not run)."""
+    import yaml
+
+    lock = root / "dvc.lock"
+    if not lock.is_file():
+        return None
+    try:
+        stages = (yaml.safe_load(lock.read_text(encoding="utf-8")) or {}).get("stages") or {}
+    except yaml.YAMLError:
+        return None
+    return ((stages.get(stage) or {}).get("params") or {}).get("params.yaml", {}).get("profile")
+
+
 def stages_making(path: str, stages: dict[str, dict]) -> list[str]:
     return [name for name, stage in stages.items() if any(_overlaps(path, out) for out in stage["outs"])]
 
@@ -219,4 +235,7 @@ def setup(namespace: dict[str, Any], name: str, needs: Iterable[str] = (), write
                           namespace["params_file"]))
         if interactive:
             print(f"working directory: {root} (the project root, as in the pipeline)")
+        made_with = locked_profile(root)
+        if made_with and made_with != profile["name"]:
+            print(f"note: the pipeline's data was made with profile {made_with!r} (dvc.lock), not {profile['name']!r}")
     return ctx

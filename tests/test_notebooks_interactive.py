@@ -118,6 +118,15 @@ def test_reader_can_write_to_the_pipeline_outputs_and_papermill_always_does(proj
         setup(table3_parameters(write_outputs="figures"), "04_table3")
 
 
+def test_data_made_with_another_profile_is_pointed_out(project, capsys):
+    (project / "dvc.lock").write_text("schema: '2.0'\nstages:\n  data:\n    params:\n      params.yaml:\n"
+                                      "        profile: smoke\n")
+    setup(table3_parameters(), "04_table3")
+    assert "made with profile 'smoke' (dvc.lock), not 'default'" in capsys.readouterr().out
+    setup(table3_parameters(profile="smoke"), "04_table3")
+    assert "note:" not in capsys.readouterr().out
+
+
 def test_a_missing_pipeline_output_names_the_stage_in_one_line(project):
     with pytest.raises(NotebookSetupError) as err:
         setup(table3_parameters(), "04_table3", needs=["data_dir", "runs_dir", "modality_runs_dir"])
