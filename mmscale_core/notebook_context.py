@@ -71,10 +71,6 @@ class NotebookContext:
     profile: dict[str, Any]
     outputs: dict[str, str] = field(default_factory=dict)   # output parameter -> path it now holds
 
-    @property
-    def scratch(self) -> Path:
-        return self.root / SCRATCH_DIR / self.name
-
     def summary(self, data_dir: str, provenance_label: str, params_file: str) -> str:
         where = (", ".join(dict.fromkeys(self.outputs.values())) if self.writes_to == "pipeline"
                  else f"{SCRATCH_DIR}/{self.name}/")

@@ -270,7 +270,8 @@ def test_table3_runs_all_cells_in_jupyterlab(smoke_project, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != RUNNER_ENV}
     settings = tmp_path / "settings" / "@jupyterlab" / "notebook-extension"
     settings.mkdir(parents=True)  # every cell in the page (no windowing), so each prompt and output can be read
-    (settings / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
+    (settings / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none",
+                                                                      "autoStartDefaultKernel": True}))
     docmanager = tmp_path / "settings" / "@jupyterlab" / "docmanager-extension"
     docmanager.mkdir(parents=True)  # no autosave: the notebook in the project stays as committed
     (docmanager / "plugin.jupyterlab-settings").write_text(json.dumps({"autosave": False}))
@@ -292,11 +293,7 @@ def test_table3_runs_all_cells_in_jupyterlab(smoke_project, tmp_path):
         wait = WebDriverWait(driver, 240, poll_frequency=0.5)
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".jp-Notebook .jp-Cell"))
         wait.until(lambda d: kernel_idle(d))
-        menu = next(e for e in driver.find_elements(By.CSS_SELECTOR, ".lm-MenuBar-itemLabel") if e.text == "Run")
-        menu.click()
-        WebDriverWait(driver, 20).until(lambda d: d.find_elements(
-            By.XPATH, '//li[contains(@class, "lm-Menu-item")][.//*[normalize-space(text())="Run All Cells"]]'))[0].click()
-        wait.until(lambda d: any(p != "[ ]:" for p in prompts(d)))  # queued or run
+        run_all_cells(driver)
         # done: nothing queued and the kernel idle (Run All stops at an error, leaving later cells unrun)
         wait.until(lambda d: kernel_idle(d) and not any("*" in p for p in prompts(d)))
         cells = driver.find_elements(By.CSS_SELECTOR, ".jp-Notebook .jp-CodeCell")
@@ -330,6 +327,38 @@ def test_table3_runs_all_cells_in_jupyterlab(smoke_project, tmp_path):
         except subprocess.TimeoutExpired:
             server.kill()
         log.close()
+
+
+def run_all_cells(driver, tries: int = 3) -> None:
+    """Run > Run All Cells; clicked again if no cell got queued (a click on a menu still opening is lost)."""
+    from selenium.common.exceptions import TimeoutException, WebDriverException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    item = '//li[contains(@class, "lm-Menu-item")][.//*[normalize-space(text())="Run All Cells"]]'
+    for _ in range(tries):
+        accept_kernel_dialog(driver)
+        try:
+            next(e for e in driver.find_elements(By.CSS_SELECTOR, ".lm-MenuBar-itemLabel") if e.text == "Run").click()
+            WebDriverWait(driver, 20).until(lambda d: d.find_elements(By.XPATH, item))[0].click()
+            WebDriverWait(driver, 30, poll_frequency=0.2).until(lambda d: any(p != "[ ]:" for p in prompts(d)))
+            return
+        except (TimeoutException, WebDriverException, StopIteration):
+            driver.find_element(By.TAG_NAME, "body").send_keys("\ue00c")  # Escape: close a menu left open
+    pytest.fail(f"Run > Run All Cells queued no cell after {tries} tries")
+
+
+def accept_kernel_dialog(driver) -> None:
+    """JupyterLab may ask which kernel to start (its timing, not the notebook's): take the one offered,
+    which must be the notebook's own."""
+    from selenium.webdriver.common.by import By
+
+    for dialog in driver.find_elements(By.CSS_SELECTOR, ".jp-Dialog"):
+        if "Select Kernel" in dialog.text:
+            chosen = dialog.find_element(By.CSS_SELECTOR, "select").get_attribute("value")
+            assert "mmscale" in chosen, f"JupyterLab offers kernel {chosen!r}, not the notebook's"
+            dialog.find_element(By.CSS_SELECTOR, ".jp-mod-accept").click()
+            time.sleep(1)
 
 
 def prompts(driver) -> list[str]:
