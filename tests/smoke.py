@@ -27,8 +27,9 @@ def sh(cmd: list[str], cwd: Path) -> str:
     return proc.stdout
 
 
-def build_smoke_project(work: Path) -> Path:
-    """A copy of the project (what git would commit) with `profile: smoke`, after `dvc repro`."""
+def copy_project(work: Path, edit_params=None) -> Path:
+    """A git-committed copy of the project (what git would commit) at ``work`` with `profile: smoke`;
+    ``edit_params(params_dict)`` may change params.yaml further before the commit."""
     files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO,
                            capture_output=True, text=True, check=True).stdout.split("\0")
     for name in filter(None, files):
@@ -38,9 +39,20 @@ def build_smoke_project(work: Path) -> Path:
             shutil.copy2(src, work / name)
     params = (work / "params.yaml").read_text()
     (work / "params.yaml").write_text(params.replace("\nprofile: default\n", "\nprofile: smoke\n", 1))
+    if edit_params is not None:
+        import yaml
+
+        values = yaml.safe_load((work / "params.yaml").read_text())
+        edit_params(values)
+        (work / "params.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
     git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid"]
     sh(["git", "init", "-q"], work)
     sh(git + ["add", "-A"], work)
     sh(git + ["commit", "-qm", "snapshot"], work)
-    sh(["dvc", "repro"], work)
+    return work
+
+
+def build_smoke_project(work: Path) -> Path:
+    """A copy of the project with `profile: smoke`, after `dvc repro`."""
+    sh(["dvc", "repro"], copy_project(work))
     return work
