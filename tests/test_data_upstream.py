@@ -431,7 +431,8 @@ def test_smoke_pipeline_on_a_simulated_upstream_release(tmp_path):
     notebook still runs (8 training runs instead of 19), which is what this test is about;
     the full matrix runs in test_pipeline.py on our layout.
     """
-    from test_pipeline import NOTEBOOKS, copy_project, sh
+    from smoke import copy_project, sh
+    from test_pipeline import NOTEBOOKS
 
     from mmscale_core.simulator.generate import simulate
 

@@ -9,11 +9,6 @@ headless Chromium.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,9 +16,7 @@ import pytest
 import yaml
 
 from site_check import check_site
-
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+from smoke import BIN, REPO, sh  # the `smoke_project` fixture (conftest.py) runs the pipeline once per session
 
 FIGURES = {
     "01_data_stats": ["fig5_ratings_by_modality", "list_sizes"],
@@ -51,45 +44,6 @@ TABLES = {
 }
 NOTEBOOKS = ["01_data_stats", "02_modality_shifts", "04_table3", "05_ablations", "06_calibration",
              "07_vg_validation", "08_paper_audit", "09_robustness"]
-
-
-def sh(cmd: list[str], cwd: Path) -> str:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.fail(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
-    return proc.stdout
-
-
-def copy_project(work: Path, edit_params=None) -> Path:
-    """A git-committed copy of the project (what git would commit) at ``work`` with `profile: smoke`;
-    ``edit_params(params_dict)`` may change params.yaml further before the commit."""
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO,
-                           capture_output=True, text=True, check=True).stdout.split("\0")
-    for name in filter(None, files):
-        src = REPO / name
-        if src.is_file():
-            (work / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, work / name)
-    params = (work / "params.yaml").read_text()
-    (work / "params.yaml").write_text(params.replace("\nprofile: default\n", "\nprofile: smoke\n", 1))
-    if edit_params is not None:
-        values = yaml.safe_load((work / "params.yaml").read_text())
-        edit_params(values)
-        (work / "params.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
-    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid"]
-    sh(["git", "init", "-q"], work)
-    sh(git + ["add", "-A"], work)
-    sh(git + ["commit", "-qm", "snapshot"], work)
-    return work
-
-
-@pytest.fixture(scope="module")
-def smoke_project(tmp_path_factory) -> Path:
-    """A copy of the project with `profile: smoke`, after `dvc repro`."""
-    work = copy_project(tmp_path_factory.mktemp("pipeline") / "project")
-    sh(["dvc", "repro"], work)
-    return work
 
 
 @pytest.mark.slow
