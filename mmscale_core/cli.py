@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mmscale_core.evaluate_cli",
     "mmscale_core.robustness.cli",
     "mmscale_core.judges.cli",
+    "mmscale_core.judges.stage",
 )
 
 

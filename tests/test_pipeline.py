@@ -26,6 +26,7 @@ FIGURES = {
     "06_calibration": ["fig9a_reliability", "fig9b_ece"],
     "07_vg_validation": ["fig3_real_vs_synthetic"],
     "09_robustness": ["flip_rate_heatmap", "sycophancy_direction"],
+    "10_prompted_judges": ["pairwise_accuracy"],
 }
 TABLES = {
     "01_data_stats": ["table1_summary", "quality_control", "agreement"],
@@ -41,9 +42,10 @@ TABLES = {
                        "release_cleaning_steps", "release_definition_differences"],
     "09_robustness": ["flip_rates", "sycophancy_direction", "ranking_stability_kendall", "ranking_stability_ndcg",
                       "by_modality", "paired_flip_tests", "intervention_tta", "text_truncation"],
+    "10_prompted_judges": ["task1_scalar", "task2_ordering", "pairwise_by_modality"],
 }
 NOTEBOOKS = ["01_data_stats", "02_modality_shifts", "04_table3", "05_ablations", "06_calibration",
-             "07_vg_validation", "08_paper_audit", "09_robustness"]
+             "07_vg_validation", "08_paper_audit", "09_robustness", "10_prompted_judges"]
 
 
 @pytest.mark.slow
