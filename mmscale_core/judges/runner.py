@@ -23,6 +23,7 @@ import pandas as pd
 
 from mmscale_core.errors import MmscaleError
 from mmscale_core.io import atomic_open
+from mmscale_core.jsonl import jsonl_objects
 
 
 @dataclass
@@ -53,24 +54,20 @@ class ResumableJsonl:
         if self.path.exists():
             lines = self.path.read_text(encoding="utf-8").split("\n")
             torn = lines[-1] != ""  # the last write did not end its line
-            for number, line in enumerate(lines, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
+            for number, record, wrong in jsonl_objects(lines):
+                if wrong:
                     if torn and number == len(lines):
                         dropped += 1
                         continue
-                    raise MmscaleError(f"{self.path}: line {number} is not valid JSON; not a file this command "
-                                       f"wrote (move it away or pick another --out)") from None
-                if not isinstance(record, dict) or not isinstance(record.get(self.key), str):
+                    raise MmscaleError(f"{self.path}: line {number} is {wrong}; not a file this command "
+                                       f"wrote (move it away or pick another --out)")
+                if not isinstance(record.get(self.key), str):
                     raise MmscaleError(f"{self.path}: line {number}: no {self.key!r}; not a file this command wrote")
                 if self.redo(record) or record[self.key] in done:
                     dropped += 1
                     continue
                 done.add(record[self.key])
-                kept.append(line)
+                kept.append(lines[number - 1])
             if dropped or torn:
                 with atomic_open(self.path, "w", encoding="utf-8") as fh:
                     fh.writelines(line + "\n" for line in kept)

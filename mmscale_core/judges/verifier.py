@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterator
 import pandas as pd
 
 from mmscale_core.errors import MmscaleError
+from mmscale_core.jsonl import jsonl_objects
 
 LABELS = ("text-grounded", "image-grounded", "both", "ungrounded", "hallucinated-visual")
 EVIDENCE_FIELDS = ("load_bearing_visual_evidence", "load_bearing_text_evidence", "decorative_visual_mentions")
@@ -88,15 +89,11 @@ def rationale_rows(predictions: str | Path, scenarios: pd.DataFrame) -> pd.DataF
     if not path.is_file():
         raise MmscaleError(f"{path}: no such predictions file")
     records = []
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                raise MmscaleError(f"{path}: line {number} is not valid JSON") from None
-            if not isinstance(record, dict) or not isinstance(record.get("scenario_id"), str):
+    with open(path, "rb") as fh:
+        for number, record, wrong in jsonl_objects(fh):
+            if wrong:
+                raise MmscaleError(f"{path}: line {number} is {wrong}")
+            if not isinstance(record.get("scenario_id"), str):
                 raise MmscaleError(f"{path}: line {number}: field 'scenario_id' missing or not a string")
             if record.get("raw_output") and record.get("prediction") is not None:
                 records.append({"scenario_id": record["scenario_id"], "model_id": record.get("model_id"),
