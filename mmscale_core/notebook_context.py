@@ -218,6 +218,10 @@ def setup(namespace: dict[str, Any], name: str, needs: Iterable[str] = (), write
     output_keys = [k for k in keys if k in OUTPUT_PARAMETERS or k in set(writes)
                    or any(_overlaps(_inside_root(namespace[k], root) or "", out) for out in own_outs)]
     ctx = NotebookContext(name=name, root=root, interactive=interactive, writes_to=mode, profile=profile)
+    if not interactive:  # an executed page is read after the run: library progress bars would land on it as stderr
+        from mmscale_core.display import quiet_progress_bars
+
+        quiet_progress_bars()
     for key in output_keys:
         relative = _inside_root(namespace[key], root)
         if relative is None:  # a place outside the project the reader chose: not the pipeline's
