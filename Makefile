@@ -1,6 +1,8 @@
 # Two commands do all the set-up on a fresh machine:
 #   make repro   -> build .venv, run the DVC pipeline (embedded default), build the report
 #   make test    -> build .venv, run the test suite (what .ci/run calls)
+#   make lab     -> register the "Python (mmscale)" kernel, JupyterLab on the project root
+#                   (from a subdirectory: make -C <project root> lab)
 # The venv gets the exact versions of requirements.lock; LOCK=0 resolves pyproject.toml's ranges.
 # GPU users: make repro TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
 
@@ -61,7 +63,7 @@ test: $(STAMP)
 
 lab: $(STAMP)
 	$(PY) -m ipykernel install --user --name mmscale --display-name "Python (mmscale)"
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir="$(CURDIR)" --FileContentsManager.preferred_dir=notebooks
 
 site: $(STAMP)
 	$(VENV)/bin/mmscale site

@@ -26,6 +26,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mmscale_core.morale.cli",
     "mmscale_core.simulator.cli",
     "mmscale_core.evaluate_cli",
+    "mmscale_core.robustness.cli",
+    "mmscale_core.judges.cli",
+    "mmscale_core.judges.stage",
 )
 
 

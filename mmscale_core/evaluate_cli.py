@@ -123,8 +123,15 @@ def format_table(evaluation: Evaluation) -> str:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from mmscale_core.io import write_text
+    from mmscale_core.judges import verifier
     from mmscale_core.metrics.upstream import metrics_json
 
+    if verifier.is_verdict_file(args.predictions):  # a `mmscale verify-rationales` file: Task 3
+        from mmscale_core.data import load_dataset
+
+        report = verifier.rationale_report(args.predictions, load_dataset(args.data, check_images=False).scenarios)
+        print(verifier.format_rationale_report(report))
+        return 0
     evaluation = evaluate_file(args.data, args.predictions, split=args.split, pred_col=args.pred_col,
                                n_boot=args.n_boot, seed=args.seed)
     for note in evaluation.notes:

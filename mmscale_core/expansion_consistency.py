@@ -15,7 +15,7 @@ import pandas as pd
 
 from mmscale_core import paper
 from mmscale_core.data import Dataset
-from mmscale_core.experiments import objective_on_scale, run_predictions
+from mmscale_core.experiments import rescore_runs, run_predictions
 
 NO_ORIGIN = ("This dataset's records carry no `origin` field (the authors' release has none), so the "
              "discrepancy-augmented comparison of sec 5.1 cannot be made on it.")
@@ -33,20 +33,13 @@ def expanded_test_frame(runs: pd.DataFrame, expanded: Dataset, progress: bool = 
     """The expanded dataset's test split with ``pred:``/``scale:`` columns per run: source
     scenarios take the runs' stored predictions (Table 3's), the added ones are scored by
     each run in their images' lists (the runs never saw them)."""
-    from mmscale_core.predict import load_run, predict_dataset
-
     test = expanded.scenarios[expanded.scenarios["split"] == "test"]
     source, added = test[test["origin"] == "source"], test[test["origin"] == "expansion"]
     frame = run_predictions(runs, source, split=None)
     to_score = test[test["image_id"].isin(set(added["image_id"]))].reset_index(drop=True)
     sub = Dataset(root=expanded.root, scenarios=to_score, images=expanded.images, layout=expanded.layout)
     new = added[["scenario_id", "image_id", "split", "score", "modality"]].copy()
-    for run in runs.itertuples():
-        preds = predict_dataset(load_run(run.path), sub, progress=progress).set_index("scenario_id")
-        raw = preds.loc[new["scenario_id"], "score"].to_numpy()
-        new[f"pred:{run.run}"] = raw
-        new[f"scale:{run.run}"] = (raw if objective_on_scale(run.objective)
-                                   else preds.loc[new["scenario_id"], "calibrated_score"].to_numpy())
+    rescore_runs(runs, sub, new, raw_prefix="pred", scale_prefix="scale", progress=progress)
     both = pd.concat([frame.assign(origin="source"), new.assign(origin="expansion")], ignore_index=True)
     return both.set_index("scenario_id").loc[test["scenario_id"]].reset_index()  # the dataset's row order
 

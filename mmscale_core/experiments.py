@@ -375,6 +375,26 @@ def metrics_summary(table: pd.DataFrame) -> dict[str, dict[str, dict[str, float 
     return out
 
 
+def rescore_runs(runs: pd.DataFrame, dataset, frame: pd.DataFrame, *, raw_prefix: str, scale_prefix: str,
+                 progress: bool = False) -> pd.DataFrame:
+    """Score ``dataset`` with every run and add, for ``frame``'s scenarios, ``{raw_prefix}:{run}`` (the raw
+    score, what ranking metrics read) and ``{scale_prefix}:{run}`` (the 1-5 scale: the raw score for
+    objectives on it, the run's isotonic map otherwise), in place.
+
+    Why: the companion's checks on other data (photo-style images, annotator-added scenarios) score
+    the same runs on a second dataset and must read scores exactly as Table 3 does.
+    """
+    from mmscale_core.predict import load_run, predict_dataset
+
+    for run in runs.itertuples():
+        preds = predict_dataset(load_run(run.path), dataset, progress=progress).set_index("scenario_id")
+        raw = preds.loc[frame["scenario_id"], "score"].to_numpy()
+        frame[f"{raw_prefix}:{run.run}"] = raw
+        frame[f"{scale_prefix}:{run.run}"] = (raw if objective_on_scale(run.objective)
+                                              else preds.loc[frame["scenario_id"], "calibrated_score"].to_numpy())
+    return frame
+
+
 def real_image_validation(runs: pd.DataFrame, synthetic, photo, min_images: int = 30,
                           progress: bool = False, **compare_kwargs: Any) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """Fig. 3: the same runs scored on the same scenarios with synthetic vs photo-style images.
@@ -388,7 +408,6 @@ def real_image_validation(runs: pd.DataFrame, synthetic, photo, min_images: int 
     image style, paired differences synthetic - photo, note).
     """
     from mmscale_core.metrics import compare, evaluate_lists
-    from mmscale_core.predict import load_run, predict_dataset
 
     ids = set(photo.scenarios["scenario_id"])
     frame = synthetic.scenarios[synthetic.scenarios["scenario_id"].isin(ids)]
@@ -401,12 +420,7 @@ def real_image_validation(runs: pd.DataFrame, synthetic, photo, min_images: int 
                 f"{frame['image_id'].nunique()} photo images are used (training images included)")
     frame = run_predictions(runs, frame, split=None)
     photo_rows = photo.scenarios.set_index("scenario_id")
-    for run in runs.itertuples():
-        preds = predict_dataset(load_run(run.path), photo, progress=progress).set_index("scenario_id")
-        raw = preds.loc[frame["scenario_id"], "score"].to_numpy()
-        frame[f"photo:{run.run}"] = raw
-        frame[f"photoscale:{run.run}"] = (raw if objective_on_scale(run.objective)
-                                          else preds.loc[frame["scenario_id"], "calibrated_score"].to_numpy())
+    rescore_runs(runs, photo, frame, raw_prefix="photo", scale_prefix="photoscale", progress=progress)
     differs = photo_rows.loc[frame["scenario_id"], "score"].to_numpy() != frame["score"].to_numpy()
     if differs.any():
         raise MmscaleError(f"{photo.root}: {int(differs.sum())} scenario(s) carry other ratings than in "

@@ -10,18 +10,23 @@ YAML, so ``seed=0`` is an int). The executed copy goes to
 written only when the whole notebook succeeded; a failing cell stops the stage
 with that cell's source and error, not a kernel traceback dump. Kernels are
 forked from a warm process that has the libraries imported
-(:mod:`mmscale_core.warm_kernel`; ``MMSCALE_WARM_KERNEL=0`` for a cold one).
+(:mod:`mmscale_core.warm_kernel`; ``MMSCALE_WARM_KERNEL=0`` for a cold one). The kernel's
+environment carries ``MMSCALE_NOTEBOOK_RUNNER``, which tells :mod:`mmscale_core.notebook_context`
+that this is a pipeline run (outputs go where ``dvc.yaml`` says, not to the scratch directory).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from mmscale_core.errors import MmscaleError
 from mmscale_core.io import atomic_path
+from mmscale_core.notebook_context import RUNNER_ENV
 from mmscale_core.outputs import data_provenance
 from mmscale_core.params import load_profile
 
@@ -81,7 +86,7 @@ def run_notebook(name: str, params_file: str | Path = "params.yaml", profile_nam
     target = Path(output) if output else EXECUTED_DIR / f"{name}.ipynb"
     for key in ("figures_dir", "tables_dir"):  # stage outputs, even when a release allows no figure
         Path(parameters[key]).mkdir(parents=True, exist_ok=True)
-    with atomic_path(target) as tmp:
+    with atomic_path(target) as tmp, _runner_environment():
         try:
             pm.execute_notebook(
                 str(source), str(tmp), parameters=parameters, kernel_name=kernel_name(),
@@ -93,6 +98,20 @@ def run_notebook(name: str, params_file: str | Path = "params.yaml", profile_nam
                 f"{_indent(err.source)}\n{err.ename}: {err.evalue}"
             ) from None
     return target
+
+
+@contextmanager
+def _runner_environment():
+    """Tell the kernel it runs as a pipeline stage (outputs where dvc.yaml says; see notebook_context)."""
+    before = os.environ.get(RUNNER_ENV)
+    os.environ[RUNNER_ENV] = "papermill"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(RUNNER_ENV, None)
+        else:
+            os.environ[RUNNER_ENV] = before
 
 
 def _indent(text: str) -> str:

@@ -29,6 +29,7 @@ import pandas as pd
 
 from mmscale_core.errors import MmscaleError
 from mmscale_core.io import atomic_open
+from mmscale_core.jsonl import jsonl_objects
 
 UPSTREAM_FIELDS = ("image_id", "scenario_id", "text", "gold_rating", "modality", "model_id", "provider",
                    "prompt_type", "raw_output", "error", "prediction")
@@ -98,20 +99,13 @@ def _plain(value: Any) -> Any:
 
 def _read_jsonl(path: Path, problems: list[str]) -> tuple[list[dict], list[str]]:
     records, where = [], []
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                problems.append(f"line {number}: not valid JSON ({err.msg})")
-                continue
-            if not isinstance(record, dict):
-                problems.append(f"line {number}: expected a JSON object, got {type(record).__name__}")
-                continue
-            records.append(record)
-            where.append(f"line {number}")
+    with open(path, "rb") as fh:
+        for number, record, wrong in jsonl_objects(fh):
+            if wrong:
+                problems.append(f"line {number}: {wrong}")
+            else:
+                records.append(record)
+                where.append(f"line {number}")
     return records, where
 
 

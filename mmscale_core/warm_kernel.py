@@ -9,7 +9,7 @@ How: the kernel spec ``mmscale-warm`` starts ``python -m mmscale_core.warm_kerne
 -f CONNECTION_FILE`` (the *client*). The client asks a *zygote* (a server on a
 Linux abstract socket, one per Python executable and user) to fork a child that
 becomes an ordinary ipykernel: the child takes the client's stdin/stdout/stderr,
-working directory, environment and arguments, drops every ``mmscale_core``
+working directory, environment (its PYTHONPATH on ``sys.path``) and arguments, drops every ``mmscale_core``
 module (project code is imported afresh from the notebook's working directory,
 exactly as in a cold kernel), reseeds Python's, NumPy's and torch's global
 generators from the OS (as a fresh process does) and runs ``ipykernel``. Nothing
@@ -45,7 +45,7 @@ import time
 from pathlib import Path
 
 KERNEL_NAME = "mmscale-warm"
-PROTOCOL = 1
+PROTOCOL = 2  # 2: the kernel takes its client's PYTHONPATH (a zygote of protocol 1 does not)
 IDLE_S = 120.0
 CONNECT_TIMEOUT_S = 60.0
 # What a notebook stage imports; an entry that fails to import is skipped.
@@ -241,6 +241,11 @@ def _cuda_initialised() -> bool:
 
 
 _LAUNCH_DIR = ""
+_LAUNCH_PYTHONPATH: list[str] = []
+
+
+def _pythonpath(env) -> list[str]:
+    return [os.path.abspath(p) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
 
 
 def _same_user(conn: socket.socket) -> bool:
@@ -260,8 +265,9 @@ def serve(addr: str, idle_s: float = IDLE_S, names: tuple[str, ...] | None = Non
     listener.listen(64)
     # `python -m` put the launching directory first on sys.path: a child drops it (and IPython adds
     # its own working directory), or project code would come from wherever the zygote was started
-    global _LAUNCH_DIR
+    global _LAUNCH_DIR, _LAUNCH_PYTHONPATH
     _LAUNCH_DIR = os.getcwd()
+    _LAUNCH_PYTHONPATH = _pythonpath(os.environ)
     os.chdir("/")  # hold no directory of a project (children chdir to their own)
     os.environ.setdefault("MPLBACKEND", INLINE_BACKEND)
     preload(names)
@@ -353,7 +359,10 @@ def _become_kernel(request: dict, fds: list[int]) -> int:
     sys.argv = ["ipykernel_launcher", *request["argv"], f"--IPKernelApp.parent_handle={os.getppid()}"]
     for name in [m for m in sys.modules if m == "mmscale_core" or m.startswith("mmscale_core.")]:
         del sys.modules[name]  # project code comes from the notebook's directory, as in a cold kernel
-    sys.path[:] = [p for p in sys.path if p not in ("", "/", _LAUNCH_DIR)]  # IPython puts '' back (= cwd)
+    sys.path[:] = [p for p in sys.path if p not in ("", "/", _LAUNCH_DIR, *_LAUNCH_PYTHONPATH)]  # IPython puts '' back
+    # PYTHONPATH is read at interpreter start: the zygote's was its starter's (another checkout, maybe); the
+    # kernel's is its client's, after the working directory, as `python -m ipykernel_launcher` would have it
+    sys.path[:0] = [p for p in dict.fromkeys([request["cwd"], *_pythonpath(request["env"])]) if p not in sys.path]
     sys.path_importer_cache.clear()
     importlib.invalidate_caches()
     import random

@@ -431,7 +431,8 @@ def test_smoke_pipeline_on_a_simulated_upstream_release(tmp_path):
     notebook still runs (8 training runs instead of 19), which is what this test is about;
     the full matrix runs in test_pipeline.py on our layout.
     """
-    from test_pipeline import NOTEBOOKS, copy_project, sh
+    from smoke import copy_project, sh
+    from test_pipeline import NOTEBOOKS
 
     from mmscale_core.simulator.generate import simulate
 
@@ -449,7 +450,7 @@ def test_smoke_pipeline_on_a_simulated_upstream_release(tmp_path):
     for nb in NOTEBOOKS:
         assert (work / "reports" / "notebooks" / f"{nb}.ipynb").is_file(), nb
     shifts_page = _outputs_text(work / "reports" / "notebooks" / "02_modality_shifts.ipynb")
-    assert "companion numbers: companion, simulated data" in shifts_page  # simulation.json: not "real"
+    assert "| data: data/dataset (companion, simulated data)" in shifts_page  # simulation.json: not "real"
     assert shifts_page.count("not available in this release") == 5, shifts_page
     assert not (work / "tables" / "02_modality_shifts" / "table2_shifts.csv").exists()
     summary = pd.read_csv(work / "tables" / "01_data_stats" / "table1_summary.csv")

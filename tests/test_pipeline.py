@@ -9,11 +9,6 @@ headless Chromium.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,9 +16,7 @@ import pytest
 import yaml
 
 from site_check import check_site
-
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+from smoke import BIN, REPO, sh  # the `smoke_project` fixture (conftest.py) runs the pipeline once per session
 
 FIGURES = {
     "01_data_stats": ["fig5_ratings_by_modality", "list_sizes"],
@@ -32,6 +25,8 @@ FIGURES = {
     "05_ablations": ["fig8a_list_size", "fig8b_train_fraction", "safety_thresholds"],
     "06_calibration": ["fig9a_reliability", "fig9b_ece"],
     "07_vg_validation": ["fig3_real_vs_synthetic"],
+    "09_robustness": ["flip_rate_heatmap", "sycophancy_direction"],
+    "10_prompted_judges": ["pairwise_accuracy"],
 }
 TABLES = {
     "01_data_stats": ["table1_summary", "quality_control", "agreement"],
@@ -45,48 +40,12 @@ TABLES = {
     "07_vg_validation": ["fig3_metrics_by_image_style", "fig3_deltas"],
     "08_paper_audit": ["contradictions", "chance_levels", "table5_majority_check", "release_vs_paper",
                        "release_cleaning_steps", "release_definition_differences"],
+    "09_robustness": ["flip_rates", "sycophancy_direction", "ranking_stability_kendall", "ranking_stability_ndcg",
+                      "by_modality", "paired_flip_tests", "intervention_tta", "text_truncation"],
+    "10_prompted_judges": ["task1_scalar", "task2_ordering", "pairwise_by_modality"],
 }
 NOTEBOOKS = ["01_data_stats", "02_modality_shifts", "04_table3", "05_ablations", "06_calibration",
-             "07_vg_validation", "08_paper_audit"]
-
-
-def sh(cmd: list[str], cwd: Path) -> str:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.fail(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
-    return proc.stdout
-
-
-def copy_project(work: Path, edit_params=None) -> Path:
-    """A git-committed copy of the project (what git would commit) at ``work`` with `profile: smoke`;
-    ``edit_params(params_dict)`` may change params.yaml further before the commit."""
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO,
-                           capture_output=True, text=True, check=True).stdout.split("\0")
-    for name in filter(None, files):
-        src = REPO / name
-        if src.is_file():
-            (work / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, work / name)
-    params = (work / "params.yaml").read_text()
-    (work / "params.yaml").write_text(params.replace("\nprofile: default\n", "\nprofile: smoke\n", 1))
-    if edit_params is not None:
-        values = yaml.safe_load((work / "params.yaml").read_text())
-        edit_params(values)
-        (work / "params.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
-    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid"]
-    sh(["git", "init", "-q"], work)
-    sh(git + ["add", "-A"], work)
-    sh(git + ["commit", "-qm", "snapshot"], work)
-    return work
-
-
-@pytest.fixture(scope="module")
-def smoke_project(tmp_path_factory) -> Path:
-    """A copy of the project with `profile: smoke`, after `dvc repro`."""
-    work = copy_project(tmp_path_factory.mktemp("pipeline") / "project")
-    sh(["dvc", "repro"], work)
-    return work
+             "07_vg_validation", "08_paper_audit", "09_robustness", "10_prompted_judges"]
 
 
 @pytest.mark.slow
@@ -140,6 +99,24 @@ def test_table3_numbers_are_finite_and_in_range(smoke_project):
     shown = sh(["dvc", "metrics", "show"], smoke_project).splitlines()
     assert "NDCG@5.ci_low" in shown[0]
     assert sum("reports/metrics/table3/" in line for line in shown) == 4  # one row per objective
+
+
+@pytest.mark.slow
+def test_robustness_stage_writes_every_runs_files(smoke_project):
+    root = smoke_project / "reports" / "robustness"
+    runs = {"lipo", "lipo+mse", "bpo", "bce", "minilm-text", "effnet-image", "lipo+tta"}
+    assert {p.name for p in root.iterdir()} == runs
+    for run in runs:
+        results = pd.read_parquet(root / run / "robustness.parquet")
+        summary = pd.read_csv(root / run / "summary.csv")
+        assert list(results.columns) == ["scenario_id", "image_id", "modality", "perturbation", "original", "perturbed"]
+        assert list(summary.columns) == ["perturbation", "kind", "probe", "modality", "measure", "value",
+                                         "ci_low", "ci_high"]
+        assert results[["original", "perturbed"]].stack().between(1, 5).all(), run
+        rates = summary[summary["measure"].isin(["flip rate", "directional flip rate"])]
+        assert rates["value"].between(0, 1).all() and (rates["ci_low"] <= rates["value"] + 1e-9).all(), run
+    text_only = pd.read_csv(root / "minilm-text" / "summary.csv")  # a text-only run cannot see image perturbations
+    assert (text_only.loc[(text_only["kind"] == "image") & (text_only["measure"] == "flip rate"), "value"] == 0).all()
 
 
 @pytest.mark.slow

@@ -111,6 +111,21 @@ def test_notebook_runs_in_a_fork_with_the_callers_directory_environment_and_proj
     assert not alive(first["pid"]) and not alive(second["pid"])  # kernels end with their notebook
 
 
+def test_kernel_imports_from_the_callers_pythonpath_not_the_zygotes(tmp_path, zygote_env, monkeypatch):
+    """The zygote is shared by every checkout using this Python: the client's PYTHONPATH must win."""
+    for side in ("zygote", "caller"):
+        (tmp_path / side / "which_checkout").mkdir(parents=True)
+        (tmp_path / side / "which_checkout" / "__init__.py").write_text(f"SIDE = {side!r}\n")
+    (tmp_path / "nb").mkdir()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path / "zygote")])}
+    subprocess.Popen([sys.executable, "-m", "mmscale_core.warm_kernel", "serve", "--address", zygote_env,
+                      "--idle", "30"], cwd=ROOT, env=env, start_new_session=True)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), str(tmp_path / "caller")]))
+    out = run_probe(tmp_path / "nb", "import json, which_checkout\nprint(json.dumps({'side': which_checkout.SIDE}))")
+    assert out == {"side": "caller"}
+    assert zygote_pids(zygote_env), "the probe ran in a fork of the zygote"
+
+
 def test_same_random_streams_as_a_cold_kernel(tmp_path, zygote_env, monkeypatch):
     """Unseeded generators start from fresh entropy in each kernel; seeded ones give a cold kernel's numbers."""
     monkeypatch.setenv("MMSCALE_WARM_KERNEL_PRELOAD", "torch,ipykernel.kernelapp")

@@ -9,7 +9,8 @@ Verbs: ``data`` (loading + validation), ``metrics`` (vectorized vs per-list, and
 of ``mmscale evaluate``), ``simulate`` (the default dataset vs its budget), ``prefix``
 (shared-prefix vs per-pair VLM encoding), ``morale`` (concurrent annotators on loopback),
 ``kernel`` (notebook stage start-up, cold vs warm kernel), ``train`` (a default training
-step vs its bare forward/backward).
+step vs its bare forward/backward), ``judge`` (a prompted judge: generate per pair vs the
+expected rating with a shared prefix).
 """
 
 # modules defining ``register_bench(subparsers)``, in the order ``mmscale bench --help`` lists them
@@ -21,4 +22,5 @@ BENCH_MODULES: tuple[str, ...] = (
     "mmscale_core.bench.morale",
     "mmscale_core.bench.simulate",
     "mmscale_core.bench.train",
+    "mmscale_core.bench.judge",
 )

@@ -9,7 +9,6 @@ nulls that way, so they are accepted; 2.5, NaN and booleans are not.
 
 from __future__ import annotations
 
-import json
 import math
 import numbers
 from collections import Counter
@@ -20,6 +19,7 @@ from mmscale_core.data.problems import Problem
 from mmscale_core.data.schema import (
     IMAGE_SOURCES, MODALITIES, NORMBANK_LABELS, ORIGINS, QC_FLAGS, RATING_RANGE, REQUIRED_FIELDS, SPLITS, splits_phrase,
 )
+from mmscale_core.jsonl import jsonl_objects
 from mmscale_core.text_checks import describe_forbidden_characters
 
 Report = Callable[[str, str], None]
@@ -30,24 +30,11 @@ def read_jsonl_records(path: Path, problems: list[Problem], file_name: str | Non
     name = file_name or path.name
     records: list[tuple[str, dict]] = []
     with open(path, "rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            label = f"line {lineno}"
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                problems.append(Problem(name, f"not valid UTF-8 (byte {err.start})", label))
-                continue
-            if not text.strip():
-                continue
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as err:
-                problems.append(Problem(name, f"not valid JSON: {err.msg} at column {err.colno}", label))
-                continue
-            if not isinstance(obj, dict):
-                problems.append(Problem(name, f"expected a JSON object, got {type(obj).__name__}", label))
-                continue
-            records.append((label, obj))
+        for number, obj, wrong in jsonl_objects(fh):
+            if wrong:
+                problems.append(Problem(name, wrong, f"line {number}"))
+            else:
+                records.append((f"line {number}", obj))
     return records
 
 

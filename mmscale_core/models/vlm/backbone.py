@@ -146,8 +146,11 @@ class VLMBackbone(Backbone):
         return embeds.masked_scatter(placeholder, features)
 
     # ----- preparation (processor, no autograd) ------------------------------------------------
-    def _process_prefix(self, image: Image.Image) -> Prefix:
-        out = self.processor(images=[image], text=[self.prefix_text()], return_tensors="pt")
+    def _process_prefix(self, image: Image.Image, text: str | None = None) -> Prefix:
+        """The processor on the image and ``text`` (default :meth:`prefix_text`; the prompted judges
+        give their own chat prefix)."""
+        out = self.processor(images=[image], text=[self.prefix_text() if text is None else text],
+                             return_tensors="pt")
         input_ids = out.pop("input_ids")[0]
         out.pop("attention_mask", None)
         return Prefix(input_ids=input_ids, inputs=dict(out))

@@ -25,8 +25,8 @@ class InstructBlipBackbone(VLMBackbone):
     prefix_template = "{prompt}\nScenario:\n"  # the processor puts the query placeholders in front itself
     answer_tail = "\nAnswer:"
 
-    def _process_prefix(self, image):
-        prefix = super()._process_prefix(image)
+    def _process_prefix(self, image, text=None):
+        prefix = super()._process_prefix(image, text)
         qformer = self.processor.qformer_tokenizer(self.prompt, return_tensors="pt")
         prefix.inputs["qformer_input_ids"] = qformer["input_ids"]
         prefix.inputs["qformer_attention_mask"] = qformer["attention_mask"]
