@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -123,13 +124,19 @@ def test_predict_reproduces_a_bf16_run_under_its_autocast(bf16_run, data, tmp_pa
 
 def _predict_on_two_processes(trained, data_dir: Path, out: Path) -> None:
     """One process of ``debug_launcher``: predict with a 2-process accelerator; record its own shard's rows."""
+    import torch
     from accelerate.state import AcceleratorState
 
     import mmscale_core.training.scoring as training  # where score_scenarios looks gather_list_scores up
 
     AcceleratorState._reset_state(reset_partial_state=True)  # the forked parent's single-process state
+    # A forked child inherits the parent's OpenMP state but not its worker threads: its first parallel
+    # torch op deadlocks once the parent has run one. One thread runs ops inline; OMP_NUM_THREADS keeps
+    # accelerate's multi-CPU set-up from raising the count again.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
     accelerator = training.make_accelerator("no")
-    assert accelerator.num_processes == 2
+    assert accelerator.num_processes == 2 and torch.get_num_threads() == 1
     gather = training.gather_list_scores
 
     def recording(mine, acc=None):
