@@ -192,3 +192,15 @@ def register(subparsers) -> None:
     v.add_argument("--out", required=True, help="output JSONL (appended to and resumed if it exists)")
     _target_arguments(v)
     v.set_defaults(func=_cmd_verify)
+
+
+def run_judge_command(argv: list[str]) -> int:
+    """Run one ``mmscale judge`` / ``verify-rationales`` command line in this process.
+
+    For the pipeline's ``judge-stage``: it builds only this module's parsers, so nothing here
+    imports ``mmscale_core.cli`` (the face of the package sits above every layer). User errors
+    propagate as :class:`MmscaleError` to the caller's handler."""
+    parser = argparse.ArgumentParser(prog="mmscale")
+    register(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)

@@ -59,7 +59,7 @@ def judge_argv(settings: dict, sizes: dict, judge: str, prompt: str, data_dir: s
 
 
 def _cmd_stage(args: argparse.Namespace) -> int:
-    from mmscale_core.cli import main
+    from mmscale_core.judges.cli import run_judge_command
     from mmscale_core.params import load_params, load_profile
 
     profile = load_profile(args.params, args.profile)
@@ -70,8 +70,8 @@ def _cmd_stage(args: argparse.Namespace) -> int:
         save_seeded_tiny_judge(tiny_dir, int(settings.get("tiny_seed", 0)))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    return main(judge_argv(settings, sizes, args.judge, args.prompt, args.data, str(out), str(tiny_dir),
-                           profile["name"]))
+    return run_judge_command(judge_argv(settings, sizes, args.judge, args.prompt, args.data, str(out), str(tiny_dir),
+                                       profile["name"]))
 
 
 def save_seeded_tiny_judge(directory, seed: int = 0) -> str:
