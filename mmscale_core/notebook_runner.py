@@ -90,7 +90,7 @@ def run_notebook(name: str, params_file: str | Path = "params.yaml", profile_nam
         try:
             pm.execute_notebook(
                 str(source), str(tmp), parameters=parameters, kernel_name=kernel_name(),
-                progress_bar=False, cwd=str(Path.cwd()), language="python",
+                progress_bar=False, cwd=str(Path.cwd()), language="python", config=kernel_transport_config(),
             )
         except PapermillExecutionError as err:
             raise MmscaleError(
@@ -98,6 +98,19 @@ def run_notebook(name: str, params_file: str | Path = "params.yaml", profile_nam
                 f"{_indent(err.source)}\n{err.ename}: {err.evalue}"
             ) from None
     return target
+
+
+def kernel_transport_config():
+    """Talk to the stage's kernel over Unix sockets (IPC), not loopback TCP.
+
+    Why: over TCP without CurveZMQ keys ipykernel warns on every start that its traffic is
+    unencrypted ("Kernel is running over TCP without encryption"), one stderr line per notebook
+    stage; IPC sockets are files in Jupyter's runtime directory that only this user can open,
+    so nothing travels unencrypted over a network interface and the warning is gone honestly.
+    Windows has no IPC transport: it keeps TCP (and the warning)."""
+    from traitlets.config import Config
+
+    return Config({"KernelManager": {"transport": "tcp" if os.name == "nt" else "ipc"}})
 
 
 @contextmanager

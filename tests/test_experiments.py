@@ -223,6 +223,32 @@ def test_failing_notebook_shows_the_cell(tmp_path, monkeypatch):
     assert not (tmp_path / "reports" / "notebooks" / "99_fail.ipynb").exists()  # nothing half-written
 
 
+@pytest.mark.parametrize("warm", ["1", "0"])
+def test_a_notebook_stage_talks_to_its_kernel_over_ipc_and_prints_no_warning(tmp_path, warm):
+    """No 'Kernel is running over TCP without encryption' on a stage's stderr, warm kernel or cold."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "notebooks").mkdir()
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("profile = 'smoke'")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(
+        "from ipykernel.kernelapp import IPKernelApp\nprint('transport', IPKernelApp.instance().transport)")]
+    nbformat.write(nb, tmp_path / "notebooks" / "98_quiet.ipynb")
+    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+           "MMSCALE_WARM_KERNEL": warm}
+    done = subprocess.run([sys.executable, "-m", "mmscale_core.cli", "notebook", "98_quiet", "--profile", "smoke"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "without encryption" not in done.stderr and "WARNING" not in done.stderr, done.stderr
+    executed = nbformat.read(tmp_path / "reports" / "notebooks" / "98_quiet.ipynb", 4)
+    printed = "".join(o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
+    assert "transport ipc" in printed
+
+
 def test_compare_modalities_finds_the_better_backbone(tmp_path):
     """Both towers (little noise) vs text only (much noise): a clear, signed difference on every subset."""
     scenarios = fake_scenarios(n_images=80)
