@@ -215,3 +215,20 @@ def test_scoring_model_scores_and_modality_logits(lora_backbone):
     with torch.no_grad():
         other, _ = model(swapped)
     assert not torch.allclose(other[0], scores[0])
+
+
+def test_warm_cache_reports_progress_per_chunk_without_changing_the_features():
+    """The feature store's progress bar counts every image passed (cached or not), chunk by chunk, and
+    reporting changes neither the chunks nor the cached trunk maps."""
+    images = _batch().images * 3  # repeats: found in the cache, still counted
+    plain = load_backbone("effnet-image", image_size=64).image.requires_grad_(False)
+    plain.warm_cache(images, chunk=2)
+    reported: list[int] = []
+    watched = load_backbone("effnet-image", image_size=64).image.requires_grad_(False)
+    watched.warm_cache(images, chunk=2, on_progress=reported.append)
+    assert sum(reported) == len(images) and len(reported) >= 2
+    assert plain._cache.keys() == watched._cache.keys()
+    assert all(torch.equal(plain._cache[k], watched._cache[k]) for k in plain._cache)
+    counted: list[int] = []
+    keys, pooled = watched.pooled_in_order(images, on_progress=counted.append)
+    assert sum(counted) == len(keys) == len(set(keys)) and pooled.shape[0] == len(keys)

@@ -61,7 +61,7 @@ import math
 import warnings
 from collections import OrderedDict
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -303,20 +303,24 @@ class EfficientNetTower(nn.Module):
                 out.append(feats)
         return torch.cat(out)
 
-    def warm_cache(self, images: Iterable[Image.Image], chunk: int = 32) -> int:
+    def warm_cache(self, images: Iterable[Image.Image], chunk: int = 32,
+                   on_progress: Callable[[int], object] | None = None) -> int:
         """Cache the trunk features of many images (and a frozen tail's pooled outputs), in batches of ``chunk``.
 
         Batches are several times faster than single images on CPU. The result
         depends only on the images and their order (fixed chunks), so a run
         and its resumed continuation see bit-identical features. Returns the
-        number of images computed.
+        number of images computed. ``on_progress(n)`` (e.g. a tqdm bar's
+        ``update``) is told of every image passed, computed or found cached.
         """
         if not self._trunk_is_frozen:
             return 0
         images = list(images)
         pending: list[tuple[bytes, Image.Image]] = []
         done = 0
+        passed = 0  # images seen since the last progress report
         for image in images:
+            passed += 1
             key = _image_key(image)
             if key in self._cache or any(key == k for k, _ in pending):
                 continue
@@ -324,8 +328,13 @@ class EfficientNetTower(nn.Module):
             if len(pending) == chunk:
                 done += self._fill(pending)
                 pending = []
+                if on_progress is not None:
+                    on_progress(passed)
+                    passed = 0
         if pending:
             done += self._fill(pending)
+        if on_progress is not None and passed:
+            on_progress(passed)
         if self._tail_is_frozen:  # tuning: frozen -> the pooled outputs too, in fixed chunks
             todo = self._not_pooled((_image_key(image), image) for image in images)
             if self.stored_pooled is not None and [key for key, _ in todo] == self.stored_pooled[0]:
@@ -348,13 +357,18 @@ class EfficientNetTower(nn.Module):
         return len(items)
 
     @torch.no_grad()
-    def pooled_in_order(self, images: list) -> tuple[list[bytes], torch.Tensor]:
+    def pooled_in_order(self, images: list, on_progress: Callable[[int], object] | None = None
+                        ) -> tuple[list[bytes], torch.Tensor]:
         """A frozen tail's pooled outputs for ``images`` (deduplicated by key), in ``warm_cache``'s chunks and order."""
         todo = self._not_pooled((_image_key(image), image) for image in images)
         was_training = self.training
         self.eval()
-        pooled = [self.pool(self.tail(self.trunk_features([image for _, image in todo[start:start + 32]]))).flatten(1)
-                  for start in range(0, len(todo), 32)]
+        pooled = []
+        for start in range(0, len(todo), 32):
+            chunk = [image for _, image in todo[start:start + 32]]
+            pooled.append(self.pool(self.tail(self.trunk_features(chunk))).flatten(1))
+            if on_progress is not None:
+                on_progress(len(chunk))
         self.train(was_training)
         return [key for key, _ in todo], (torch.cat(pooled) if pooled else torch.zeros(0, IMAGE_DIM))
 

@@ -87,10 +87,13 @@ def build_feature_store(data_dir: str | os.PathLike, out: str | os.PathLike, bac
     image = EfficientNetTower(spec["image_size"], spec["tuned_stages"], cache_mb=1e9)
     loader = ImageLoader(dataset, spec["max_image_side"], lazy=True)  # keyed by file content, as in the runs
     ids = sorted(dataset.images)
-    image.warm_cache(loader(i) for i in tqdm(ids, desc="image features", unit="img", disable=not progress))
+    with tqdm(total=len(ids), desc="image trunk maps", unit="img", disable=not progress) as bar:
+        image.warm_cache((loader(i) for i in ids), on_progress=bar.update)
     # a frozen tail's pooled output (``tuning: frozen``) for the images the runs predict: every image with
     # scenarios, in the runs' order, so a run over all of them takes these instead of computing them
-    pooled_keys, pooled = image.pooled_in_order([loader(i) for i in sorted(set(dataset.scenarios["image_id"]))])
+    with_scenarios = sorted(set(dataset.scenarios["image_id"]))
+    with tqdm(total=len(with_scenarios), desc="pooled image vectors", unit="img", disable=not progress) as bar:
+        pooled_keys, pooled = image.pooled_in_order([loader(i) for i in with_scenarios], on_progress=bar.update)
 
     out = Path(out)
     tmp = out.with_name(out.name + ".tmp")
