@@ -91,6 +91,7 @@ def run_notebook(name: str, params_file: str | Path = "params.yaml", profile_nam
             pm.execute_notebook(
                 str(source), str(tmp), parameters=parameters, kernel_name=kernel_name(),
                 progress_bar=False, cwd=str(Path.cwd()), language="python", config=kernel_transport_config(),
+                kernel_manager_class=stage_kernel_manager(),
             )
         except PapermillExecutionError as err:
             raise MmscaleError(
@@ -111,6 +112,32 @@ def kernel_transport_config():
     from traitlets.config import Config
 
     return Config({"KernelManager": {"transport": "tcp" if os.name == "nt" else "ipc"}})
+
+
+_STAGE_KERNEL_MANAGER = None
+
+
+def stage_kernel_manager():
+    """jupyter_client's kernel manager, without the SIGINT it sends a kernel it is shutting down.
+
+    Why: ``shutdown_kernel`` interrupts the kernel before asking it to exit. A stage's kernel has
+    finished every cell by then, but ipykernel reports idle a moment before it stops handling the
+    last message, so now and then the interrupt lands inside that handler and the kernel logs
+    "KeyboardInterrupt caught in kernel." to the stage's stderr (once in ~15 default stages).
+    There is nothing to interrupt; the shutdown request (and, failing that, SIGTERM and SIGKILL)
+    still ends the kernel. Interrupts outside a shutdown (a cell timeout) are unchanged."""
+    global _STAGE_KERNEL_MANAGER
+    if _STAGE_KERNEL_MANAGER is None:
+        from jupyter_client import AsyncKernelManager
+
+        class StageKernelManager(AsyncKernelManager):
+            async def _async_interrupt_kernel(self) -> None:
+                if self.shutting_down:
+                    return
+                await super()._async_interrupt_kernel()
+
+        _STAGE_KERNEL_MANAGER = StageKernelManager
+    return _STAGE_KERNEL_MANAGER
 
 
 @contextmanager

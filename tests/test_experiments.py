@@ -264,3 +264,30 @@ def test_compare_modalities_finds_the_better_backbone(tmp_path):
     assert tau["diff"] > 0 and tau["ci_low"] > 0 and tau["p_value"] < 0.05
     with pytest.raises(MmscaleError, match="need lipo runs"):
         experiments.compare_modalities(runs[runs["backbone"] == "minilm-text"], frame)
+
+
+def test_the_stage_kernel_manager_shuts_a_kernel_down_without_interrupting_it():
+    """A stage's kernel gets no SIGINT at shutdown (it logged 'KeyboardInterrupt caught in kernel.'
+    when one landed in its last handler); an interrupt outside a shutdown still goes through."""
+    import asyncio
+    import signal
+
+    from mmscale_core.notebook_runner import stage_kernel_manager
+
+    async def run() -> list:
+        sent: list = []
+        km = stage_kernel_manager()(kernel_name="python3")
+        original = km._async_signal_kernel
+
+        async def recording(signum):
+            sent.append(signum)
+            await original(signum)
+
+        km._async_signal_kernel = recording
+        await km.start_kernel()
+        await km.interrupt_kernel()  # not shutting down: the SIGINT goes out
+        await km.shutdown_kernel()
+        assert not await km.is_alive()
+        return sent
+
+    assert asyncio.run(run()) == [signal.SIGINT]
