@@ -48,10 +48,11 @@ KERNEL_NAME = "mmscale-warm"
 PROTOCOL = 2  # 2: the kernel takes its client's PYTHONPATH (a zygote of protocol 1 does not)
 IDLE_S = 120.0
 CONNECT_TIMEOUT_S = 60.0
-# What a notebook stage imports; an entry that fails to import is skipped.
+# What a notebook stage imports; an entry that fails to import is skipped. torch._inductor.config:
+# torch.use_deterministic_algorithms (every training run) imports it, with torch._dynamo: ~2 s a run.
 PRELOAD = (
     "numpy", "pandas", "pyarrow.parquet", "scipy.stats", "yaml", "tqdm", "PIL.Image",
-    "torch", "safetensors.torch", "mmscale_core.models._torchvision_compat:ensure_torchvision_importable",
+    "torch", "torch._inductor.config", "safetensors.torch", "mmscale_core.models._torchvision_compat:ensure_torchvision_importable",
     "timm", "timm.data", "transformers", "transformers.models.bert.modeling_bert", "peft", "accelerate",
     "sklearn.isotonic", "sklearn.metrics", "sklearn.linear_model", "statsmodels.api", "krippendorff",
     "matplotlib.pyplot", "seaborn", "ipykernel.kernelapp",

@@ -465,3 +465,22 @@ def test_check_accepts_an_unrated_pool_that_serve_accepts(tmp_path, capsys):
     make_dataset(tmp_path / "bad", texts={"img0-s0": "x\x00"})
     assert morale_cli.main(["check", str(tmp_path / "bad")]) == 1
     assert "U+0000 control character" in capsys.readouterr().err
+
+
+def test_the_fast_path_flags_exactly_the_code_points_the_unicode_check_does():
+    """Every code point: the precompiled class finds a character iff the unicodedata rule forbids it."""
+    import sys
+    import unicodedata
+
+    from mmscale_core import text_checks
+
+    def forbidden_by_rule(char: str) -> bool:
+        return char not in text_checks.ALLOWED_CONTROLS and (
+            unicodedata.category(char) in ("Cc", "Cs") or char in text_checks.BIDI_CONTROLS)
+
+    chars = [chr(c) for c in range(sys.maxunicode + 1)]
+    by_class = {c for c in chars if text_checks._FORBIDDEN.search(c)}
+    assert by_class == {c for c in chars if forbidden_by_rule(c)}
+    assert text_checks.forbidden_characters("ok\tfine\n") == []
+    assert text_checks.forbidden_characters("a\u202eb\x00") == [(1, "U+202E RIGHT-TO-LEFT OVERRIDE"),
+                                                              (3, "U+0000 control character")]
