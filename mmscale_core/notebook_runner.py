@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -159,9 +160,10 @@ def _indent(text: str) -> str:
 
 
 def _cmd_notebook(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
     out = run_notebook(args.name, args.params, args.profile, output=args.output,
                        extra=parse_assignments(args.set))
-    print(f"executed {args.name} -> {out}")
+    print(f"executed {args.name} -> {out} in {time.perf_counter() - started:.1f} s")
     return 0
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import time
 from pathlib import Path
 
 from mmscale_core.data import format_summary, load_dataset
@@ -83,17 +84,20 @@ def prepare_features(params_file: str | Path, profile: dict, data_dir: str | Pat
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
     profile = load_profile(args.params, args.profile)
     out = prepare_data(profile, args.out)
     print(format_summary(load_dataset(out, decode_images=False).summary()))
     print(f"digest: {write_digest(out)} (what the later stages depend on)")
+    print(f"data stage: {time.perf_counter() - started:.1f} s")
     return 0
 
 
 def _cmd_features(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
     profile = load_profile(args.params, args.profile)
     out = prepare_features(args.params, profile, args.data, args.out)
-    print(f"feature store: {out}")
+    print(f"feature store: {out} in {time.perf_counter() - started:.1f} s")
     return 0
 
 
