@@ -23,7 +23,7 @@ ifeq ($(LOCK),1)
 LOCK_ARGS := -c $(LOCK_FILE)
 endif
 # the tools `make repro` runs (a test substitutes `echo` to check the profile logic)
-DVC     ?= PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc
+DVC     ?= PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/dvc
 MMSCALE ?= $(VENV)/bin/mmscale
 # the profile params.yaml names now (what the workspace's outputs were made with)
 CURRENT_PROFILE = $(shell sed -n 's/^profile:[[:space:]]*\([A-Za-z0-9_-]*\).*/\1/p' params.yaml)
