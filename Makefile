@@ -52,9 +52,9 @@ $(STAMP): pyproject.toml $(LOCK_FILE) | $(PY)
 repro: $(STAMP)
 	@echo "make repro: profile $(PROFILE) (params.yaml had: $(CURRENT_PROFILE); pick another with PROFILE=NAME)"
 	@if [ "$(CURRENT_PROFILE)" = "$(PROFILE)" ]; then \
-		echo "$(DVC) repro"; $(DVC) repro; \
+		echo "dvc repro"; $(DVC) repro; \
 	else \
-		echo "$(DVC) exp run -S profile=$(PROFILE)"; $(DVC) exp run -S profile=$(PROFILE); \
+		echo "dvc exp run -S profile=$(PROFILE)"; $(DVC) exp run -S profile=$(PROFILE); \
 	fi
 	$(MMSCALE) site --strict
 
