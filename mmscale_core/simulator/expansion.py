@@ -21,6 +21,7 @@ import pandas as pd
 from mmscale_core.simulator import annotators as crowd
 from mmscale_core.simulator.lexicon import CUES, KINDS, pool_for
 from mmscale_core.simulator.params import SimulationParams
+from mmscale_core.simulator.release import release_frames
 from mmscale_core.simulator.scenarios import ScenarioWriter, describe_scenarios
 
 RATERS = 3
@@ -87,28 +88,8 @@ def expand(release: pd.DataFrame, latent: pd.DataFrame, scenes: pd.DataFrame, po
     modalities = crowd.label_modality(grounding, clear, who, pool, rate, ap)
     keep = ratings.std(axis=1, ddof=1) <= params.quality.max_rating_sd   # the same SD rule as the source
     items = items[keep].reset_index(drop=True)
-    kinds = np.array(KINDS, dtype=object)
-    names = pool["annotator"].to_numpy()
-    idx_img = items["image_index"].to_numpy()
-    records = pd.DataFrame({
-        "image_id": items["image_id"],
-        "scenario_id": items["scenario_id"],
-        "setting": scenes["setting"].to_numpy()[idx_img],
-        "scenario": items["scenario"],
-        "normbank_label": items["normbank_label"].astype(int),
-        "ratings": [list(map(int, r)) for r in ratings[keep]],
-        "modalities": [list(kinds[m]) for m in modalities[keep]],
-        "annotators": [list(names[w]) for w in who[keep]],
-        "split": items["image_id"].map(split),
-        "image_source": "synthetic",
-        "qc": scenes["qc"].to_numpy()[idx_img],
-        "origin": "expansion",
-    })
-    scene_cols = ["setting", "place", "qc"] + [f"cue_{c}" for c in CUES]
-    latent_cols = [c for c in latent.columns if c not in ("scenario_id", "image_id", *scene_cols)]
-    new_latent = pd.concat([items[["scenario_id", "image_id"]],
-                            scenes[scene_cols].iloc[idx_img].reset_index(drop=True), items[latent_cols]], axis=1)
-    return records, new_latent[latent.columns]
+    return release_frames(items, scenes, ratings[keep], modalities[keep], who[keep], pool["annotator"].to_numpy(),
+                          split, origin="expansion")
 
 
 def expanded_release(release: pd.DataFrame, added: pd.DataFrame) -> pd.DataFrame:

@@ -40,6 +40,7 @@ from mmscale_core.simulator import quality
 from mmscale_core.simulator.expansion import expand, expanded_release
 from mmscale_core.simulator.lexicon import CUES, KINDS
 from mmscale_core.simulator.params import DEFAULT_PARAMS, SimulationParams
+from mmscale_core.simulator.release import release_frames
 from mmscale_core.simulator.scenarios import draw_scenes, write_scenarios
 from mmscale_core.simulator.scenes import MAX_IMAGE_SIZE, SceneSpec, image_suffix, render_all
 
@@ -179,42 +180,14 @@ def simulate_tables(n_images: int = DEFAULT_IMAGES, seed: int = 0,
     scenes_out = scenes.iloc[alive[:n_images]].reset_index(drop=True)
     split = split_by_image(scenes_out["image_id"])
     scenes_out["split"] = scenes_out["image_id"].map(split)
-    release, latent = _release_frames(items[keep].reset_index(drop=True), scenes, final, keep, names, split)
+    release, latent = release_frames(items[keep].reset_index(drop=True), scenes, final.ratings[keep],
+                                     final.modalities[keep], final.who[keep], names, split)
     annotators = _annotator_table(pool, screening)
     report = _qc_report(canaries, screening, judgments, removed, in_scope, release, n_images, int(last), params)
     added, added_latent = expand(release, latent, scenes, pool, flagged, _rng(seed, STREAM_EXPANSION),
                                  _rng(seed, STREAM_EXPANSION_JUDGE), params)
     return Simulation(release, latent, annotators, judgments, canaries, scenes_out, report, seed,
                       added, added_latent)
-
-
-LATENT_COLUMNS = ("scenario", "action", "lexicon_kind", "grounding", "relation", "scene_relation", "negated",
-                  "modality_clear", "normbank_label", "base_acceptability", "cue_effect", "image_shift",
-                  "true_acceptability")
-
-
-def _release_frames(rel: pd.DataFrame, scenes: pd.DataFrame, final: _Annotation, keep: np.ndarray,
-                    names: np.ndarray, split: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The release-format records and their latent truth, row for row."""
-    idx = rel["image_index"].to_numpy()
-    kinds = np.array(KINDS, dtype=object)
-    release = pd.DataFrame({
-        "image_id": rel["image_id"],
-        "scenario_id": rel["scenario_id"],
-        "setting": scenes["setting"].to_numpy()[idx],
-        "scenario": rel["scenario"],
-        "normbank_label": rel["normbank_label"].astype(int),
-        "ratings": [list(map(int, r)) for r in final.ratings[keep]],
-        "modalities": [list(kinds[m]) for m in final.modalities[keep]],
-        "annotators": [list(names[w]) for w in final.who[keep]],
-        "split": rel["image_id"].map(split),
-        "image_source": "synthetic",
-        "qc": scenes["qc"].to_numpy()[idx],
-    })
-    scene_cols = ["setting", "place", "qc"] + [f"cue_{c}" for c in CUES]
-    latent = pd.concat([rel[["scenario_id", "image_id"]], scenes[scene_cols].iloc[idx].reset_index(drop=True),
-                        rel[list(LATENT_COLUMNS)]], axis=1)
-    return release, latent
 
 
 def _annotator_table(pool: pd.DataFrame, screening: pd.DataFrame) -> pd.DataFrame:
