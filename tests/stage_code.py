@@ -44,11 +44,15 @@ def verb_modules() -> dict[str, str]:
     return {verb: p._defaults["func"].__module__ for verb, p in sub.choices.items() if "func" in p._defaults}
 
 
+def notebook_cells(name: str) -> list[dict]:
+    """The cells of ``notebooks/NAME.ipynb``."""
+    return json.loads((ROOT_DIR / "notebooks" / f"{name}.ipynb").read_text(encoding="utf-8"))["cells"]
+
+
 def notebook_imports(name: str) -> set[str]:
     """The ``mmscale_core`` modules imported by the code cells of ``notebooks/NAME.ipynb``."""
-    notebook = json.loads((ROOT_DIR / "notebooks" / f"{name}.ipynb").read_text(encoding="utf-8"))
     found: set[str] = set()
-    for cell in notebook["cells"]:
+    for cell in notebook_cells(name):
         if cell["cell_type"] != "code":
             continue
         source = "\n".join(line for line in "".join(cell["source"]).splitlines()

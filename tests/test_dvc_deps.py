@@ -43,7 +43,7 @@ def test_stages_after_data_depend_on_the_dataset_digest_not_the_directory(name):
     stage = STAGES[name]
     deps = stage.get("deps") or []
     assert "data/dataset" not in deps, f"{name}: list data/dataset.digest.json instead (see dvc.yaml's header)"
-    if "data/dataset" in stage["cmd"] or "data_dir" in json_parameters(stage["cmd"]):
+    if "data/dataset" in stage["cmd"] or "data_dir" in notebook_parameter_names(stage["cmd"]):
         assert "data/dataset.digest.json" in deps, f"{name} reads data/dataset but does not depend on its digest"
 
 
@@ -51,13 +51,10 @@ def test_the_data_stage_writes_the_digest_it_is_depended_on_by():
     assert STAGES["data"]["outs"] == ["data/dataset", "data/dataset.digest.json"]
 
 
-def json_parameters(cmd: str) -> set[str]:
+def notebook_parameter_names(cmd: str) -> set[str]:
     """The parameters of the notebook a ``mmscale notebook NAME`` command executes (empty otherwise)."""
-    import json
-
     words = cmd.split()
     if words[:2] != ["mmscale", "notebook"]:
         return set()
-    notebook = json.loads((sc.ROOT_DIR / "notebooks" / f"{words[2]}.ipynb").read_text(encoding="utf-8"))
-    cell = next(c for c in notebook["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    cell = next(c for c in sc.notebook_cells(words[2]) if "parameters" in c.get("metadata", {}).get("tags", []))
     return {line.split("=")[0].strip() for line in "".join(cell["source"]).splitlines() if "=" in line}
