@@ -27,13 +27,6 @@ _FIELD_FLAGS = (
 _BACKBONE_FLAGS = ("image_size", "max_length")  # -> backbone_kwargs
 
 
-def _parse_value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
 def _read_config_file(path: str) -> dict[str, Any]:
     import yaml
 
@@ -75,17 +68,13 @@ def config_from_args(args: argparse.Namespace):
             values[name] = getattr(args, name)
     if args.modality_head:
         values["modality_head"] = True
-    from mmscale_core.models import backbone_kwargs_for
+    from mmscale_core.models import backbone_kwargs_for, parse_backbone_args
 
     kwargs = backbone_kwargs_for(values.get("backbone", TrainConfig.backbone), values.get("backbone_kwargs"))
     for name in _BACKBONE_FLAGS:
         if getattr(args, name) is not None:
             kwargs[name] = getattr(args, name)
-    for pair in args.backbone_arg or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise MmscaleError(f"--backbone-arg expects KEY=VALUE, got {pair!r}")
-        kwargs[key.strip()] = _parse_value(value)
+    kwargs.update(parse_backbone_args(args.backbone_arg))
     values["backbone_kwargs"] = kwargs
     config = TrainConfig.from_dict(values)
     config.validate()

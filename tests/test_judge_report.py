@@ -105,3 +105,16 @@ def test_wide_cells_and_missing_metric():
     assert table.loc[0, "n_scenarios"] == 12 and table.loc[0, "source"] == "src"
     with pytest.raises(MmscaleError, match="RMSE"):
         report.wide(long, ["RMSE"], "src")
+
+
+def test_backbone_args_parse_one_way_for_train_and_judge():
+    """``--backbone-arg`` (mmscale train and mmscale judge share the parser): JSON where it parses, else text."""
+    from mmscale_core.errors import MmscaleError
+    from mmscale_core.models import parse_backbone_args
+
+    assert parse_backbone_args(["path=/ckpt", "image_size=336", "flags={\"a\": 1}", " k =v=w"]) == {
+        "path": "/ckpt", "image_size": 336, "flags": {"a": 1}, "k": "v=w"}
+    assert parse_backbone_args(None) == {}
+    for bad in ("novalue", "=3"):
+        with pytest.raises(MmscaleError, match="expects KEY=VALUE"):
+            parse_backbone_args([bad])

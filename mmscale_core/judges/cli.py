@@ -12,24 +12,10 @@ Both write as they go and resume (see :mod:`mmscale_core.judges.runner`);
 from __future__ import annotations
 
 import argparse
-import json
 
 from mmscale_core.errors import MmscaleError
 
 DEFAULT_NEW_TOKENS = {"zero_shot": 16, "icl3": 16, "cot": 512}
-
-
-def _backbone_kwargs(args: argparse.Namespace) -> dict:
-    kwargs = {}
-    for pair in args.backbone_arg or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise MmscaleError(f"--backbone-arg expects KEY=VALUE, got {pair!r}")
-        try:
-            kwargs[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            kwargs[key.strip()] = value
-    return kwargs
 
 
 def _check_target(args: argparse.Namespace) -> None:
@@ -44,14 +30,14 @@ def load_local_backbone(args: argparse.Namespace, instruction: str):
     """The backbone of ``--backbone`` on ``--device``; its Q-Former (InstructBLIP) reads ``instruction``."""
     import torch
 
-    from mmscale_core.models import BACKBONES, load_backbone
+    from mmscale_core.models import BACKBONES, load_backbone, parse_backbone_args
 
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
     if args.backbone in BACKBONES and not BACKBONES[args.backbone].startswith("mmscale_core.models.vlm:"):
         raise MmscaleError(f"backbone {args.backbone!r} is an encoder, not a generative VLM; a prompted judge needs "
                            f"one of: qwen2-vl, llava-onevision, instructblip, phi-3-vision")
-    backbone = load_backbone(args.backbone, prompt=instruction, **_backbone_kwargs(args))
+    backbone = load_backbone(args.backbone, prompt=instruction, **parse_backbone_args(args.backbone_arg))
     backbone.model.to(args.device)
     return backbone
 

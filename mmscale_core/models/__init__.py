@@ -52,6 +52,23 @@ def load_backbone(name: str, **kwargs: Any):
     return factory(**kwargs)
 
 
+def parse_backbone_args(pairs: list[str] | None) -> dict[str, Any]:
+    """``--backbone-arg KEY=VALUE`` flags as keyword arguments: VALUE as JSON where it parses, else the string
+    (``path=/ckpt`` -> ``"/ckpt"``, ``image_size=336`` -> ``336``)."""
+    import json
+
+    kwargs: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise MmscaleError(f"--backbone-arg expects KEY=VALUE, got {pair!r}")
+        try:
+            kwargs[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            kwargs[key.strip()] = value
+    return kwargs
+
+
 def backbone_kwargs_for(name: str, kwargs: dict[str, Any] | None) -> dict[str, Any]:
     """The arguments of backbone ``name`` from a ``backbone_kwargs`` mapping of shared keys and per-backbone blocks.
 
