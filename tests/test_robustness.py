@@ -391,3 +391,13 @@ def test_report_tables_on_two_runs(tiny_run, tmp_path):
                                     "NDCG@5 of the originals"]
     pooled = report.pooled_by_kind({"lipo": results["lipo"]}, dataset.scenarios, n_boot=20)
     assert set(pooled["perturbation"]) == {"all text perturbations", "all image perturbations"}
+
+
+def test_descriptions_are_reader_sentences_that_match_the_constants():
+    """The report's table shows each description: no developer notes, and the typo rate it names is the one used."""
+    from mmscale_core.robustness.perturbations import TYPO_RATE
+
+    for p in list_perturbations():
+        assert "rng" not in p.description and ":func:" not in p.description and "``" not in p.description, p.name
+    typos = next(p for p in list_perturbations() if p.name == "typos")
+    assert f"{round(TYPO_RATE * 100)} in 100" in typos.description

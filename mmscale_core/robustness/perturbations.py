@@ -123,9 +123,9 @@ def surface_noise(text: str, rng: np.random.Generator) -> str:
 
 
 def typos(text: str, rng: np.random.Generator, rate: float = TYPO_RATE) -> str:
-    """Swaps adjacent letters inside words at ``rate`` per letter pair (at least one swap).
+    """Swaps adjacent letters inside words, 5 in 100 letter pairs (at least one swap): words stay readable.
 
-    Readers (and subword tokenizers, partly) still recover the words, so the situation
+    ``rate`` sets the share (``TYPO_RATE`` by default). Readers (and subword tokenizers, partly) still recover the words, so the situation
     is the original one; this is the classic character-level robustness control.
     """
     chars = list(text)
@@ -163,12 +163,16 @@ def gaussian_noise(image: Image.Image, rng: np.random.Generator, sigma: float = 
 
 
 def blur(image: Image.Image, rng: np.random.Generator) -> Image.Image:
-    """A slight Gaussian blur (radius 1 px): softer edges, the same objects. ``rng`` is unused."""
+    """A slight Gaussian blur (radius 1 px): softer edges, the same objects.
+
+    Deterministic: ``rng`` is unused."""
     return image.convert("RGB").filter(ImageFilter.GaussianBlur(BLUR_RADIUS))
 
 
 def jpeg(image: Image.Image, rng: np.random.Generator) -> Image.Image:
-    """Re-encodes at JPEG quality 30: block artifacts of a shared photo, the same scene. ``rng`` is unused."""
+    """Re-encodes at JPEG quality 30: block artifacts of a shared photo, the same scene.
+
+    Deterministic: ``rng`` is unused."""
     buffer = io.BytesIO()
     image.convert("RGB").save(buffer, format="JPEG", quality=JPEG_QUALITY)
     buffer.seek(0)
@@ -177,7 +181,9 @@ def jpeg(image: Image.Image, rng: np.random.Generator) -> Image.Image:
 
 
 def center_crop(image: Image.Image, rng: np.random.Generator) -> Image.Image:
-    """Keeps the central 80% of each side, resized back: a tighter framing of the same scene. ``rng`` unused."""
+    """Keeps the central 80% of each side, resized back: a tighter framing of the same scene.
+
+    Deterministic: ``rng`` is unused."""
     image = image.convert("RGB")
     w, h = image.size
     cw, ch = max(1, round(w * CROP_KEEP)), max(1, round(h * CROP_KEEP))
@@ -186,12 +192,16 @@ def center_crop(image: Image.Image, rng: np.random.Generator) -> Image.Image:
 
 
 def brightness_up(image: Image.Image, rng: np.random.Generator) -> Image.Image:
-    """Brightens by 25%: exposure, not time of day. ``rng`` is unused."""
+    """Brightens by 25%: exposure, not time of day.
+
+    Deterministic: ``rng`` is unused."""
     return ImageEnhance.Brightness(image.convert("RGB")).enhance(1.0 + BRIGHTNESS)
 
 
 def brightness_down(image: Image.Image, rng: np.random.Generator) -> Image.Image:
-    """Darkens by 25%: far from the simulator's night (about x0.4 with a blue cast). ``rng`` is unused."""
+    """Darkens by 25%: far from the simulator's night (about x0.4 with a blue cast).
+
+    Deterministic: ``rng`` is unused."""
     return ImageEnhance.Brightness(image.convert("RGB")).enhance(1.0 - BRIGHTNESS)
 
 
@@ -217,17 +227,23 @@ def overlay_text(image: Image.Image, claim: str) -> Image.Image:
 
 
 def typographic_safe(image: Image.Image, rng: np.random.Generator) -> Image.Image:
-    """Writes "SAFE" on the image (see :func:`overlay_text`). ``rng`` is unused."""
+    """Writes "SAFE" on a banner at the top of the image: a written claim added, every scene cue still visible.
+
+    See :func:`overlay_text`; deterministic: ``rng`` is unused."""
     return overlay_text(image, "SAFE")
 
 
 def typographic_unsafe(image: Image.Image, rng: np.random.Generator) -> Image.Image:
-    """Writes "UNSAFE" on the image (see :func:`overlay_text`). ``rng`` is unused."""
+    """Writes "UNSAFE" on a banner at the top of the image: a written claim added, every scene cue still visible.
+
+    See :func:`overlay_text`; deterministic: ``rng`` is unused."""
     return overlay_text(image, "UNSAFE")
 
 
 def typographic_acceptable(image: Image.Image, rng: np.random.Generator) -> Image.Image:
-    """Writes "this is acceptable" on the image (see :func:`overlay_text`). ``rng`` is unused."""
+    """Writes "this is acceptable" on a banner at the top of the image: a written claim added, every scene cue still visible.
+
+    See :func:`overlay_text`; deterministic: ``rng`` is unused."""
     return overlay_text(image, "this is acceptable")
 
 
