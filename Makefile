@@ -22,8 +22,8 @@ LOCK_FILE := requirements.lock
 ifeq ($(LOCK),1)
 LOCK_ARGS := -c $(LOCK_FILE)
 endif
-# the tools `make repro` runs (a test substitutes `echo` to check the profile logic)
-DVC     ?= PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/dvc
+# the tool `make repro` runs (a test substitutes `echo` to check the profile logic); it puts
+# the venv's bin first on PATH for the stages' `mmscale` and `dvc`
 MMSCALE ?= $(VENV)/bin/mmscale
 # the profile params.yaml names now (what the workspace's outputs were made with)
 CURRENT_PROFILE = $(shell sed -n 's/^profile:[[:space:]]*\([A-Za-z0-9_-]*\).*/\1/p' params.yaml)
@@ -45,17 +45,16 @@ $(STAMP): pyproject.toml $(LOCK_FILE) | $(PY)
 	@touch $(STAMP)
 
 # The profile is explicit both ways: `make repro` is the default profile, `make repro
-# PROFILE=smoke` the smoke one, whatever a previous run left in params.yaml. When params.yaml
-# already names PROFILE this is `dvc repro`; otherwise `dvc exp run -S profile=PROFILE` (no
-# --temp: the outputs must land in this workspace for the report), which writes the profile
-# into params.yaml, so that file always says which profile the workspace's outputs come from.
+# PROFILE=smoke` the smoke one, whatever a previous run left in params.yaml: `mmscale repro
+# --profile` first writes the profile into params.yaml's `profile:` line (what `dvc exp run -S`
+# would do), so that file always says which profile the workspace's outputs come from; then it
+# runs the stale DVC stages, independent ones side by side on JOBS cores (mmscale_core/repro.py;
+# plain `dvc repro` computes the same, one stage at a time).
+JOBS ?= $(shell nproc 2>/dev/null || echo 1)
+
 repro: $(STAMP)
 	@echo "make repro: profile $(PROFILE) (params.yaml had: $(CURRENT_PROFILE); pick another with PROFILE=NAME)"
-	@if [ "$(CURRENT_PROFILE)" = "$(PROFILE)" ]; then \
-		echo "dvc repro"; $(DVC) repro; \
-	else \
-		echo "dvc exp run -S profile=$(PROFILE)"; $(DVC) exp run -S profile=$(PROFILE); \
-	fi
+	$(MMSCALE) repro --profile $(PROFILE) --jobs $(JOBS)
 	$(MMSCALE) site --strict
 
 test: $(STAMP)

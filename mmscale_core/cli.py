@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mmscale_core.data",
     "mmscale_core.report",
     "mmscale_core.pipeline",
+    "mmscale_core.repro",
     "mmscale_core.notebook_runner",
     "mmscale_core.train_cli",
     "mmscale_core.morale.cli",

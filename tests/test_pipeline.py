@@ -1,7 +1,8 @@
-"""The whole reproduction, end to end, on the smoke profile: `dvc repro` in a temporary copy.
+"""The whole reproduction, end to end, on the smoke profile: `mmscale repro --jobs 2` in a temporary copy.
 
 Checks every figure, table, metrics file and report page the pipeline promises, that the
-numbers are finite and in range, that a second `dvc repro` has nothing to do, that one
+numbers are finite and in range, that it printed one line per stage, that DVC then finds
+nothing stale (a second `dvc repro` has nothing to do), that one
 figure's parameter invalidates only its notebook, and that the built site reads well in
 headless Chromium.
 """
@@ -16,7 +17,7 @@ import pytest
 import yaml
 
 from site_check import check_site
-from smoke import BIN, REPO, sh  # the `smoke_project` fixture (conftest.py) runs the pipeline once per session
+from smoke import BIN, REPO, REPRO_OUTPUT, sh  # the `smoke_project` fixture (conftest.py) runs the pipeline once per session
 
 FIGURES = {
     "01_data_stats": ["fig5_ratings_by_modality", "list_sizes"],
@@ -117,6 +118,20 @@ def test_robustness_stage_writes_every_runs_files(smoke_project):
         assert rates["value"].between(0, 1).all() and (rates["ci_low"] <= rates["value"] + 1e-9).all(), run
     text_only = pd.read_csv(root / "minilm-text" / "summary.csv")  # a text-only run cannot see image perturbations
     assert (text_only.loc[(text_only["kind"] == "image") & (text_only["measure"] == "flip rate"), "value"] == 0).all()
+
+
+@pytest.mark.slow
+def test_repro_printed_one_line_per_stage_with_its_time(smoke_project):
+    import re
+
+    printed = (smoke_project.parent / f"{smoke_project.name}-{REPRO_OUTPUT}").read_text().splitlines()
+    stages = [name for name in yaml.safe_load((smoke_project / "dvc.lock").read_text())["stages"]]
+    assert printed[0].startswith(f"mmscale repro: {len(stages)} of {len(stages)} stage(s) to run, up to 2 at a time")
+    done = [re.fullmatch(r"\[(\d+)/(\d+)\] (\S+): (\d+\.\d s|\d+ min \d\d s)", line) for line in printed[1:-1]]
+    assert all(done), printed
+    assert [int(m[1]) for m in done] == list(range(1, len(stages) + 1))
+    assert sorted(m[3] for m in done) == sorted(stages)
+    assert re.fullmatch(rf"{len(stages)} stage\(s\) in .+, up to 2 at a time", printed[-1])
 
 
 @pytest.mark.slow

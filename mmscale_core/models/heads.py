@@ -50,11 +50,22 @@ class ScoringModel(nn.Module):
         )
 
     def forward(self, batch: ListBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The heads run on the real slots only (a batch of lists of 1-5 is ~30% padding); each head is
+        per slot, so a padded slot's output is its fill value: score 0, modality logits 0 (ignored by
+        every objective, as the padded scores are)."""
         pairs = self.backbone.encode(batch)  # (B, n_max, hidden): the shared-prefix path
         pairs = pairs.to(self.scalar_head[0].weight.dtype)  # a bf16 VLM under an fp32 head, without autocast
         mask = batch.mask.to(pairs.device)
-        scores = self.scalar_head(pairs).squeeze(-1).float().masked_fill(~mask, 0.0)
+        real = pairs[mask]  # (n_real, hidden), row-major order of the mask
+        scores = _unpad(self.scalar_head(real).squeeze(-1).float(), mask)
         logits = None
         if self.modality_head is not None:
-            logits = self.modality_head(pairs).float()
+            logits = _unpad(self.modality_head(real).float(), mask)
         return scores, logits
+
+
+def _unpad(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(n_real, ...) values back to (B, n_max, ...), zeros in the padded slots (differentiable)."""
+    out = values.new_zeros((*mask.shape, *values.shape[1:]))
+    out[mask] = values
+    return out

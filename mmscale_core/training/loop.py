@@ -143,9 +143,9 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
         write_json(run_dir / CONFIG_FILE, config.to_dict())
     accelerator.wait_for_everyone()
     params = [p for p in model.parameters() if p.requires_grad]
-    # foreach: one fused update per group instead of a Python loop over tensors (the CPU default); the same numbers
+    # fused: one kernel per step for all tensors instead of a Python loop over them (the CPU default)
     optimizer = torch.optim.AdamW(parameter_groups(model, config), lr=config.lr, weight_decay=config.weight_decay,
-                                  foreach=True)
+                                  fused=True)
     objective = make_objective(config.objective, aux_mse=config.aux_mse, modality_weight=config.modality_weight)
     loss_generator = torch.Generator().manual_seed(config.seed)  # ListMLE tie-breaking
 
