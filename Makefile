@@ -54,8 +54,8 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 
 repro: $(STAMP)
 	@echo "make repro: profile $(PROFILE) (params.yaml had: $(CURRENT_PROFILE); pick another with PROFILE=NAME)"
-	$(MMSCALE) repro --profile $(PROFILE) --jobs $(JOBS)
-	$(MMSCALE) site --strict
+	@$(MMSCALE) repro --profile $(PROFILE) --jobs $(JOBS)
+	@$(MMSCALE) site --strict
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

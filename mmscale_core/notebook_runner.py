@@ -109,10 +109,21 @@ def kernel_transport_config():
     unencrypted ("Kernel is running over TCP without encryption"), one stderr line per notebook
     stage; IPC sockets are files in Jupyter's runtime directory that only this user can open,
     so nothing travels unencrypted over a network interface and the warning is gone honestly.
+    Each kernel gets its own socket prefix there: jupyter_client's default, ``kernel-ipc`` in the
+    working directory, is the same for every kernel started in one directory, so two stages
+    running at once (``mmscale repro``) read each other's messages ("Invalid Signature").
     Windows has no IPC transport: it keeps TCP (and the warning)."""
+    import uuid
+
+    from jupyter_core.paths import jupyter_runtime_dir
     from traitlets.config import Config
 
-    return Config({"KernelManager": {"transport": "tcp" if os.name == "nt" else "ipc"}})
+    if os.name == "nt":
+        return Config({"KernelManager": {"transport": "tcp"}})
+    runtime = Path(jupyter_runtime_dir())
+    runtime.mkdir(parents=True, exist_ok=True, mode=0o700)
+    prefix = runtime / f"mmscale-{os.getpid()}-{uuid.uuid4().hex[:8]}"  # + "-<port>" per channel
+    return Config({"KernelManager": {"transport": "ipc", "ip": str(prefix)}})
 
 
 _STAGE_KERNEL_MANAGER = None

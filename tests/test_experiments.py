@@ -235,7 +235,8 @@ def test_a_notebook_stage_talks_to_its_kernel_over_ipc_and_prints_no_warning(tmp
     params = nbformat.v4.new_code_cell("profile = 'smoke'")
     params.metadata["tags"] = ["parameters"]
     nb.cells = [params, nbformat.v4.new_code_cell(
-        "from ipykernel.kernelapp import IPKernelApp\nprint('transport', IPKernelApp.instance().transport)")]
+        "from ipykernel.kernelapp import IPKernelApp\nprint('transport', IPKernelApp.instance().transport)\n"
+        "print('socket', IPKernelApp.instance().ip)")]
     nbformat.write(nb, tmp_path / "notebooks" / "98_quiet.ipynb")
     (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
@@ -247,6 +248,38 @@ def test_a_notebook_stage_talks_to_its_kernel_over_ipc_and_prints_no_warning(tmp
     executed = nbformat.read(tmp_path / "reports" / "notebooks" / "98_quiet.ipynb", 4)
     printed = "".join(o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
     assert "transport ipc" in printed
+    from jupyter_core.paths import jupyter_runtime_dir
+
+    socket = printed.split("socket ", 1)[1].split()[0]
+    assert Path(socket).parent == Path(jupyter_runtime_dir())  # not kernel-ipc-N in the working directory
+    assert not list(tmp_path.glob("kernel-ipc*"))
+
+
+def test_two_notebook_stages_at_once_in_one_directory_each_talk_to_their_own_kernel(tmp_path):
+    """mmscale repro runs stages side by side: jupyter_client's default socket prefix (``kernel-ipc``
+    in the working directory) made two kernels read each other's messages ('Invalid Signature')."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "notebooks").mkdir()
+    for name in ("97_left", "98_right"):
+        nb = nbformat.v4.new_notebook()
+        params = nbformat.v4.new_code_cell("profile = 'smoke'")
+        params.metadata["tags"] = ["parameters"]
+        nb.cells = [params, nbformat.v4.new_code_cell(f"import time\ntime.sleep(2)\nprint('{name} done')")]
+        nbformat.write(nb, tmp_path / "notebooks" / f"{name}.ipynb")
+    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    jobs = [subprocess.Popen([sys.executable, "-m", "mmscale_core.cli", "notebook", name, "--profile", "smoke"],
+                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for name in ("97_left", "98_right")]
+    results = [job.communicate(timeout=300) for job in jobs]
+    for job, (_, err) in zip(jobs, results):
+        assert job.returncode == 0 and "Invalid" not in err, err
+    for name in ("97_left", "98_right"):
+        executed = nbformat.read(tmp_path / "reports" / "notebooks" / f"{name}.ipynb", 4)
+        assert f"{name} done" in "".join(o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
 
 
 def test_compare_modalities_finds_the_better_backbone(tmp_path):
