@@ -11,8 +11,10 @@ plain ``dvc repro`` would.
 
 What runs: the stages ``dvc status`` reports changed and every stage downstream of them (a
 downstream stage whose inputs came out the same is re-checked by DVC and skipped). Among the
-stages that are ready, the one with the longest chain of work after it starts first, timed
-from the previous run (``TIMES_FILE``; unknown stages count ``DEFAULT_SECONDS``).
+stages that are ready, the one with the longest chain of work after it starts first, each stage
+timed by the previous run here (``TIMES_FILE``), else by its ``meta: {seconds: N}`` in ``dvc.yaml``
+(measured on the embedded default, so a fresh clone starts the long robustness suite early),
+else ``DEFAULT_SECONDS``.
 
 Threads: a stage's thread count is fixed, so its numbers never depend on how many ran beside it:
 ``meta: {threads: N}`` in ``dvc.yaml`` (default 1) is exported to the stage as
@@ -62,6 +64,7 @@ class Stage:
     name: str
     upstream: set[str]
     threads: int | None  # None: ``all`` (every core, runs alone)
+    seconds: float | None = None  # meta.seconds: the expected time, when no run here has timed it
     downstream: set[str] = field(default_factory=set)
 
 
@@ -83,6 +86,16 @@ def stage_threads(meta, name: str, cores: int) -> int | None:
     return min(value, cores)
 
 
+def stage_seconds(meta, name: str) -> float | None:
+    """A stage's ``meta.seconds`` (a scheduling hint: its expected time), None when it has none."""
+    value = meta.get("seconds") if isinstance(meta, dict) else None
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise MmscaleError(f"dvc.yaml: stage {name}: meta.seconds must be a number of seconds, got {value!r}")
+    return float(value)
+
+
 def read_plan(root: str | os.PathLike = ".", cores: int | None = None, targets: list[str] | None = None) -> Plan:
     """The pipeline's stages (``dvc.yaml``) and the stale ones plus everything downstream of them."""
     from dvc.repo import Repo
@@ -91,7 +104,8 @@ def read_plan(root: str | os.PathLike = ".", cores: int | None = None, targets: 
     with Repo(str(root)) as repo:
         graph = repo.index.graph  # an edge stage -> a stage it depends on
         stages = {s.addressing: Stage(s.addressing, {d.addressing for d in graph.successors(s)},
-                                      stage_threads(getattr(s, "meta", None), s.addressing, cores))
+                                      stage_threads(getattr(s, "meta", None), s.addressing, cores),
+                                      stage_seconds(getattr(s, "meta", None), s.addressing))
                   for s in graph}
         stale = set(repo.status())
     for stage in stages.values():
@@ -134,12 +148,17 @@ def topological(stages: dict[str, Stage]) -> list[str]:
 
 
 def critical_path(stages: dict[str, Stage], names: list[str], seconds: dict[str, float]) -> dict[str, float]:
-    """For each stage to run: its expected time plus the longest chain of expected times after it."""
+    """For each stage to run: its expected time plus the longest chain of expected times after it.
+
+    A stage's expected time: ``seconds`` (measured here), else its ``meta.seconds``, else ``DEFAULT_SECONDS``.
+    """
     chosen = set(names)
     longest: dict[str, float] = {}
     for name in reversed(names):
         after = [longest[d] for d in stages[name].downstream if d in chosen]
-        longest[name] = seconds.get(name, DEFAULT_SECONDS) + max(after, default=0.0)
+        hint = stages[name].seconds
+        expected = seconds.get(name, hint if hint is not None else DEFAULT_SECONDS)
+        longest[name] = expected + max(after, default=0.0)
     return longest
 
 

@@ -14,7 +14,8 @@ import pytest
 
 from mmscale_core.errors import MmscaleError
 from mmscale_core.repro import (
-    Stage, closure, critical_path, format_seconds, read_plan, run_plan, set_profile, stage_threads, topological,
+    DEFAULT_SECONDS, Stage, closure, critical_path, format_seconds, read_plan, run_plan, set_profile, stage_seconds,
+    stage_threads, topological,
 )
 
 
@@ -56,6 +57,22 @@ def test_critical_path_is_the_longest_chain_of_expected_times_after_a_stage():
     assert longest == {"d": 5, "b": 15, "c": 7, "a": 16, "e": 3}
     # a stage not to run adds nothing to the chains through it
     assert critical_path(stages, ["a", "c"], {"a": 1, "c": 2}) == {"c": 2, "a": 3}
+    # without a time measured here: the stage's meta.seconds, else the default
+    stages["d"].seconds = 100.0
+    longest = critical_path(stages, names, {"a": 1, "b": 10, "c": 2})
+    assert longest["d"] == 100 and longest["b"] == 110 and longest["e"] == DEFAULT_SECONDS
+
+
+@pytest.mark.parametrize(("meta", "expected"), [(None, None), ({}, None), ({"seconds": 12}, 12.0),
+                                                 ({"threads": "all", "seconds": 0.5}, 0.5)])
+def test_stage_seconds(meta, expected):
+    assert stage_seconds(meta, "s") == expected
+
+
+@pytest.mark.parametrize("bad", [-1, "long", True])
+def test_stage_seconds_rejects_what_is_not_a_time(bad):
+    with pytest.raises(MmscaleError, match=r"stage s: meta.seconds"):
+        stage_seconds({"seconds": bad}, "s")
 
 
 @pytest.mark.parametrize(("meta", "expected"), [(None, 1), ({}, 1), ({"threads": 2}, 2), ({"threads": 9}, 4),
