@@ -101,13 +101,13 @@ def read_plan(root: str | os.PathLike = ".", cores: int | None = None, targets: 
     from dvc.repo import Repo
 
     cores = cores or os.cpu_count() or 1
-    with Repo(str(root)) as repo:
+    with Repo(str(root)) as repo, repo.lock:  # what ``dvc status`` reports, from one read of the index
         graph = repo.index.graph  # an edge stage -> a stage it depends on
         stages = {s.addressing: Stage(s.addressing, {d.addressing for d in graph.successors(s)},
                                       stage_threads(getattr(s, "meta", None), s.addressing, cores),
                                       stage_seconds(getattr(s, "meta", None), s.addressing))
                   for s in graph}
-        stale = set(repo.status())
+        stale = {s.addressing for s in graph if s.status()}
     for stage in stages.values():
         for up in stage.upstream:
             stages[up].downstream.add(stage.name)

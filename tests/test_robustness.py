@@ -401,3 +401,13 @@ def test_descriptions_are_reader_sentences_that_match_the_constants():
         assert "rng" not in p.description and ":func:" not in p.description and "``" not in p.description, p.name
     typos = next(p for p in list_perturbations() if p.name == "typos")
     assert f"{round(TYPO_RATE * 100)} in 100" in typos.description
+
+
+def test_human_scores_are_looked_up_per_scenario_and_an_unknown_id_is_named():
+    from mmscale_core.robustness.measures import with_human_scores
+
+    scenarios = pd.DataFrame({"scenario_id": ["s1", "s2", "s3"], "score": [1.0, 2.5, 4.0]})
+    results = pd.DataFrame({"scenario_id": ["s3", "s1", "s3"], "original": [1.0, 2.0, 3.0]})
+    assert with_human_scores(results, scenarios)["score"].tolist() == [4.0, 1.0, 4.0]
+    with pytest.raises(MmscaleError, match=r"scenario_id 'sX' is not in the dataset \(2 rows"):
+        with_human_scores(pd.DataFrame({"scenario_id": ["s1", "sX", "sX"]}), scenarios)

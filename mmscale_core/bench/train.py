@@ -27,7 +27,7 @@ def run_bench(steps: int, repeats: int, threads: int, profile: str = "default",
 
     from mmscale_core.losses import make_objective
     from mmscale_core.params import load_profile
-    from mmscale_core.training import ScenarioList, TrainConfig, build_model, parameter_groups
+    from mmscale_core.training import ScenarioList, TrainConfig, build_model, make_optimizer
     from mmscale_core.training.lists import FrameTensors, collate_indexed, padded_rows
 
     if threads > 0:
@@ -54,8 +54,7 @@ def run_bench(steps: int, repeats: int, threads: int, profile: str = "default",
              for n in sizes]
     index = padded_rows(lists, tensors.pad)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(parameter_groups(model, config), lr=config.lr, weight_decay=config.weight_decay,
-                                  foreach=True)  # as the loop
+    optimizer = make_optimizer(model, config)  # the loop's
     objective = make_objective(config.objective, aux_mse=config.aux_mse, modality_weight=config.modality_weight)
     generator = torch.Generator().manual_seed(0)
     collated = [collate_indexed(index[i * k:(i + 1) * k], tensors) for i in range(steps)]

@@ -35,7 +35,7 @@ from mmscale_core.training.lists import (  # noqa: E402
 )
 from mmscale_core.training.loop import check_run_dir, prepare_run_dir, train  # noqa: E402
 from mmscale_core.training.model import (  # noqa: E402
-    attach_feature_store, build_model, freeze_backbone, loaded_checkpoint, parameter_groups, uses_lora,
+    attach_feature_store, build_model, freeze_backbone, loaded_checkpoint, make_optimizer, parameter_groups, uses_lora,
 )
 from mmscale_core.training.run_outputs import (  # noqa: E402
     evaluate_predictions, save_model_outputs, write_log, write_run_outputs,
@@ -52,7 +52,7 @@ __all__ = [
     "check_run_dir", "check_same_checkpoint", "collate", "collate_indexed", "dataset_fingerprint", "epoch_batches",
     "evaluate_predictions", "fit_calibration", "frame_tensors", "freeze_backbone", "gather_list_scores", "has_image_cache",
     "load_checkpoint", "load_dataset", "load_run", "load_trainable_state", "loaded_checkpoint", "make_accelerator",
-    "make_lists", "padded_rows", "parameter_groups", "predict_dataset", "predict_to_file", "prediction_rows", "prepare_run_dir",
+    "make_lists", "make_optimizer", "padded_rows", "parameter_groups", "predict_dataset", "predict_to_file", "prediction_rows", "prepare_run_dir",
     "replace_dir", "restore_rng_state", "rng_state", "save_checkpoint", "save_model_outputs", "score_scenarios",
     "select_training_images", "shard", "train", "trainable_state", "uses_lora", "warm_caches", "write_log",
     "write_run_outputs",

@@ -74,7 +74,7 @@ from mmscale_core.training.lists import (
     collate, collate_indexed, epoch_batches, frame_tensors, has_image_cache, padded_rows, prediction_rows,
     select_training_images, warm_caches,
 )
-from mmscale_core.training.model import build_model, loaded_checkpoint, parameter_groups
+from mmscale_core.training.model import build_model, loaded_checkpoint, make_optimizer
 from mmscale_core.training.run_outputs import write_log, write_run_outputs
 from mmscale_core.training.scoring import make_accelerator, score_scenarios
 
@@ -143,9 +143,7 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
         write_json(run_dir / CONFIG_FILE, config.to_dict())
     accelerator.wait_for_everyone()
     params = [p for p in model.parameters() if p.requires_grad]
-    # fused: one kernel per step for all tensors instead of a Python loop over them (the CPU default)
-    optimizer = torch.optim.AdamW(parameter_groups(model, config), lr=config.lr, weight_decay=config.weight_decay,
-                                  fused=True)
+    optimizer = make_optimizer(model, config)
     objective = make_objective(config.objective, aux_mse=config.aux_mse, modality_weight=config.modality_weight)
     loss_generator = torch.Generator().manual_seed(config.seed)  # ListMLE tie-breaking
 

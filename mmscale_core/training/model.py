@@ -77,6 +77,12 @@ def parameter_groups(model: ScoringModel, config: TrainConfig) -> list[dict[str,
             if group["params"]]
 
 
+def make_optimizer(model: ScoringModel, config: TrainConfig) -> torch.optim.AdamW:
+    """AdamW over ``parameter_groups``; fused: one kernel per step for every tensor, not a Python loop over them."""
+    return torch.optim.AdamW(parameter_groups(model, config), lr=config.lr, weight_decay=config.weight_decay,
+                             fused=True)
+
+
 def loaded_checkpoint(model: ScoringModel) -> dict[str, str]:
     """The checkpoint a VLM backbone loaded (directory, commit or fingerprint); empty for the embedded ones."""
     return dict(getattr(model.backbone, "checkpoint", None) or {})
