@@ -22,8 +22,8 @@ LOCK_FILE := requirements.lock
 ifeq ($(LOCK),1)
 LOCK_ARGS := -c $(LOCK_FILE)
 endif
-# the tool `make repro` runs (a test substitutes `echo` to check the profile logic); it puts
-# the venv's bin first on PATH for the stages' `mmscale` and `dvc`
+# the tool `make repro` runs (a test substitutes `echo` to check the profile logic); `mmscale
+# repro` puts its own venv's bin first on PATH for the stages' `mmscale` and `dvc`
 MMSCALE ?= $(VENV)/bin/mmscale
 # the profile params.yaml names now (what the workspace's outputs were made with)
 CURRENT_PROFILE = $(shell sed -n 's/^profile:[[:space:]]*\([A-Za-z0-9_-]*\).*/\1/p' params.yaml)

@@ -68,6 +68,11 @@ class Stage:
     downstream: set[str] = field(default_factory=set)
 
 
+    def cores_needed(self, cores: int) -> int:
+        """How many of ``cores`` the stage takes while it runs (all of them for ``threads: all``)."""
+        return cores if self.threads is None else self.threads
+
+
 @dataclass
 class Plan:
     """The stages of a run in dependency order, and which of them are to run."""
@@ -78,7 +83,7 @@ class Plan:
 
 def stage_threads(meta, name: str, cores: int) -> int | None:
     """A stage's ``meta.threads``: an integer >= 1 (capped at ``cores``), ``all`` (None), default 1."""
-    value = (meta or {}).get("threads", 1) if isinstance(meta or {}, dict) else 1
+    value = meta.get("threads", 1) if isinstance(meta, dict) else 1
     if value == "all":
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -193,10 +198,10 @@ class Job:
     log: Path
 
 
-def run_plan(plan: Plan, jobs: int, *, out=sys.stdout, dvc: list[str] | None = None) -> int:
+def run_plan(plan: Plan, jobs: int, *, out=sys.stdout) -> int:
     """Run ``plan.to_run`` with at most ``jobs`` threads busy; one line per finished stage. Returns 0 or 1."""
     cores = max(1, int(jobs))
-    dvc = dvc or [sys.executable, "-m", "dvc"]
+    dvc = [sys.executable, "-m", "dvc"]
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     seconds = _read_times()
     priority = critical_path(plan.stages, plan.to_run, seconds)
@@ -209,16 +214,16 @@ def run_plan(plan: Plan, jobs: int, *, out=sys.stdout, dvc: list[str] | None = N
     done = 0
 
     def start(name: str) -> None:
-        threads = plan.stages[name].threads
+        stage = plan.stages[name]
         log = log_path(name)
         handle = open(log, "w", encoding="utf-8")
         try:
             process = subprocess.Popen([*dvc, "--wait-for-lock", "repro", "--single-item", name],
                                        stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                       env=stage_environment(threads), start_new_session=True)
+                                       env=stage_environment(stage.threads), start_new_session=True)
         finally:
             handle.close()
-        running.append(Job(name, process, time.perf_counter(), cores if threads is None else threads, log))
+        running.append(Job(name, process, time.perf_counter(), stage.cores_needed(cores), log))
 
     try:
         while waiting or running:
@@ -227,8 +232,7 @@ def run_plan(plan: Plan, jobs: int, *, out=sys.stdout, dvc: list[str] | None = N
                 ready = sorted((n for n in waiting if plan.stages[n].upstream <= finished),
                                key=lambda n: -priority[n])
                 for name in ready:
-                    threads = plan.stages[name].threads
-                    need = cores if threads is None else threads
+                    need = plan.stages[name].cores_needed(cores)
                     if running and busy + need > cores:
                         break  # the most urgent ready stage waits for room; nothing overtakes it
                     waiting.remove(name)
