@@ -13,6 +13,8 @@ PROFILE    ?= default
 EXTRAS     ?= all
 LOCK       ?= 1
 PYTEST_ARGS ?=
+# test workers (pytest-xdist): one per core; TEST_WORKERS=0 runs the suite in this one process
+TEST_WORKERS ?= auto
 
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.mmscale-installed
@@ -58,7 +60,7 @@ repro: $(STAMP)
 	@$(MMSCALE) site --strict
 
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 lab: $(STAMP)
 	$(PY) -m ipykernel install --user --name mmscale --display-name "Python (mmscale)"

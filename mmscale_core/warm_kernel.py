@@ -5,8 +5,8 @@ spends ~6 s importing torch, transformers, timm, peft, scikit-learn and pandas
 before its first line of work. The pipeline runs ~30 notebooks, so on 2 cores
 imports alone cost minutes (more than the whole smoke profile's training).
 
-How: the kernel spec ``mmscale-warm`` starts ``python -m mmscale_core.warm_kernel
--f CONNECTION_FILE`` (the *client*). The client asks a *zygote* (a server on a
+How: the kernel spec ``mmscale-warm`` starts this module with ``-f CONNECTION_FILE``
+(the *client*; ``RUN_THIS_MODULE``: as ``python -m``, minus the working directory on ``sys.path``). The client asks a *zygote* (a server on a
 Linux abstract socket, one per Python executable and user) to fork a child that
 becomes an ordinary ipykernel: the child takes the client's stdin/stdout/stderr,
 working directory, environment (its PYTHONPATH on ``sys.path``) and arguments, drops every ``mmscale_core``
@@ -82,6 +82,12 @@ def _abstract(name: str) -> str:
 # --------------------------------------------------------------------------- kernel spec
 
 _SPEC_DIR: Path | None = None
+# `python -m mmscale_core.warm_kernel`, but without the working directory first on sys.path (the
+# client runs in the notebook's directory, the zygote in its starter's): a directory holding another
+# `mmscale_core` (a stand-in, an older checkout) must not decide which client or zygote runs; the
+# kernel itself still imports project code from the notebook's directory (``_become_kernel``).
+RUN_THIS_MODULE = ("import runpy, sys; sys.path[:1] = [] if sys.path[:1] == [''] else sys.path[:1]; "
+                   "runpy.run_module('mmscale_core.warm_kernel', run_name='__main__', alter_sys=True)")
 
 
 def kernel_name() -> str:
@@ -98,7 +104,7 @@ def kernel_name() -> str:
         spec = root / "kernels" / KERNEL_NAME
         spec.mkdir(parents=True)
         (spec / "kernel.json").write_text(json.dumps({
-            "argv": [sys.executable, "-m", "mmscale_core.warm_kernel", "-f", "{connection_file}"],
+            "argv": [sys.executable, "-c", RUN_THIS_MODULE, "-f", "{connection_file}"],
             "display_name": "Python 3 (mmscale, warm)",
             "language": "python",
             "metadata": {"debugger": False},
@@ -146,7 +152,7 @@ def _connect(addr: str) -> socket.socket | None:
 def start_zygote(addr: str, idle_s: float | None = None) -> subprocess.Popen:
     idle = idle_s if idle_s is not None else float(os.environ.get("MMSCALE_WARM_KERNEL_IDLE", IDLE_S))
     return subprocess.Popen(
-        [sys.executable, "-m", "mmscale_core.warm_kernel", "serve", "--address", addr, "--idle", str(idle)],
+        [sys.executable, "-c", RUN_THIS_MODULE, "serve", "--address", addr, "--idle", str(idle)],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True, cwd=os.getcwd(),
     )

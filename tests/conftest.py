@@ -2,7 +2,31 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+
+# the test modules that use the session's smoke project (``smoke_project`` below)
+SMOKE_MODULES = frozenset(f"tests/{path.name}" for path in Path(__file__).parent.glob("test_*.py")
+                          if "smoke_project" in path.read_text(encoding="utf-8"))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """``make test`` runs on every core (pytest-xdist): whole modules per worker, the smoke modules as one.
+
+    A module's tests stay on one worker, so its module fixtures (a tiny trained run, a PostgreSQL
+    server) are made once; the modules that use the smoke project (one ``mmscale repro`` of the smoke
+    profile, the suite's longest setup) share a worker, so it is built once.
+    """
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModulesSmokeTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "smoke project" if module in SMOKE_MODULES else module
+
+    return ModulesSmokeTogether(config, log)
 
 
 @pytest.fixture(scope="module")

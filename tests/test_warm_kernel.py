@@ -36,7 +36,7 @@ def zygote_env(monkeypatch):
     monkeypatch.setenv("MMSCALE_WARM_KERNEL_ADDRESS", addr)
     monkeypatch.setenv("MMSCALE_WARM_KERNEL_PRELOAD", "wave,ipykernel.kernelapp")  # wave: imported by nothing else
     monkeypatch.setenv("MMSCALE_WARM_KERNEL_IDLE", "30")
-    # the kernel's `python -m mmscale_core.warm_kernel` must find this checkout from any cwd
+    # the kernel's client (warm_kernel.RUN_THIS_MODULE) must find this checkout from any cwd
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     yield addr
     for pid in zygote_pids(addr):
