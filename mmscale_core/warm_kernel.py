@@ -6,7 +6,8 @@ before its first line of work. The pipeline runs ~30 notebooks, so on 2 cores
 imports alone cost minutes (more than the whole smoke profile's training).
 
 How: the kernel spec ``mmscale-warm`` starts this module with ``-f CONNECTION_FILE``
-(the *client*; ``RUN_THIS_MODULE``: as ``python -m``, minus the working directory on ``sys.path``). The client asks a *zygote* (a server on a
+(the *client*; ``RUN_THIS_MODULE``: ``python -m`` without the working directory on
+``sys.path``). The client asks a *zygote* (a server on a
 Linux abstract socket, one per Python executable and user) to fork a child that
 becomes an ordinary ipykernel: the child takes the client's stdin/stdout/stderr,
 working directory, environment (its PYTHONPATH on ``sys.path``) and arguments, drops every ``mmscale_core``
@@ -86,8 +87,9 @@ _SPEC_DIR: Path | None = None
 # client runs in the notebook's directory, the zygote in its starter's): a directory holding another
 # `mmscale_core` (a stand-in, an older checkout) must not decide which client or zygote runs; the
 # kernel itself still imports project code from the notebook's directory (``_become_kernel``).
-RUN_THIS_MODULE = ("import runpy, sys; sys.path[:1] = [] if sys.path[:1] == [''] else sys.path[:1]; "
-                   "runpy.run_module('mmscale_core.warm_kernel', run_name='__main__', alter_sys=True)")
+RUN_THIS_MODULE = ("import runpy, sys\n"
+                   "if sys.path[:1] == ['']:\n    del sys.path[0]\n"
+                   "runpy.run_module('mmscale_core.warm_kernel', run_name='__main__', alter_sys=True)\n")
 
 
 def kernel_name() -> str:

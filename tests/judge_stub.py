@@ -43,16 +43,16 @@ class StubServer:
                     stub.headers.append(dict(self.headers))
                     stub.in_flight += 1
                     stub.max_in_flight = max(stub.max_in_flight, stub.in_flight)
-                counted = True
                 try:
                     if self.path != "/v1/chat/completions":
                         status, headers, data, delay = 404, {}, b"not found", 0.0
                     else:
                         status, headers, data, delay = stub.respond(n, body)
                     time.sleep(delay)
-                    with stub._lock:  # done before the client can read the answer and send its next request
+                finally:  # before the answer goes out: the client may read it and send its next request at once
+                    with stub._lock:
                         stub.in_flight -= 1
-                    counted = False
+                try:
                     self.send_response(status)
                     for key, value in headers.items():
                         self.send_header(key, value)
@@ -61,10 +61,6 @@ class StubServer:
                     self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (a timeout test)
-                finally:
-                    if counted:
-                        with stub._lock:
-                            stub.in_flight -= 1
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
