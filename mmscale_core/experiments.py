@@ -458,7 +458,11 @@ def metric_cell(row: pd.Series, digits: int = 3) -> str:
 
 def metrics_wide(table: pd.DataFrame, index: list[str], digits: int = 3) -> pd.DataFrame:
     """An :func:`evaluate_runs` table for display: a column per metric, each cell with its CI and
-    chance level, so no ranking metric is shown without what a random scorer would get."""
+    chance level, so no ranking metric is shown without what a random scorer would get. A table's
+    ``source`` column (paper, or the companion on simulated or real data) leads the index, so every
+    number shown says where it comes from."""
+    if "source" in table.columns and "source" not in index:
+        index = ["source", *index]
     cells = table.assign(cell=[metric_cell(row, digits) for _, row in table.iterrows()])
     return cells.pivot_table(index=index, columns="metric", values="cell", aggfunc="first", sort=False)
 

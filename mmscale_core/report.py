@@ -38,6 +38,7 @@ nav{display:flex;flex-wrap:wrap;gap:.25rem 1rem;padding:.8rem 0;border-bottom:1p
 nav a{color:#0b5cad;text-decoration:none}nav a.brand{font-weight:600;color:#222;margin-right:1rem}
 table{border-collapse:collapse;margin:1rem 0;font-size:.92rem}td,th{border:1px solid #ccc;padding:.25rem .6rem}
 th{background:#f4f4f4}img{max-width:100%}code{background:#f4f4f4;padding:0 .2rem}
+pre{white-space:pre-wrap;overflow-wrap:anywhere}
 """
 
 

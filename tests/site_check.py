@@ -12,6 +12,11 @@ IMAGES_JS = """
 return Array.from(document.images).map(i => [i.getAttribute('src').slice(0, 80), i.complete && i.naturalWidth > 0]);
 """
 LINKS_JS = "return Array.from(document.querySelectorAll('a[href]')).map(a => a.href);"
+# printed lines (a stage's provenance line, say) that run past their box: a reader would scroll sideways
+OVERFLOWING_TEXT_JS = """
+return Array.from(document.querySelectorAll('pre')).filter(p => p.scrollWidth > p.clientWidth + 1)
+  .map(p => p.textContent.slice(0, 80));
+"""
 
 # What a notebook dump leaves on a page and a reader should never see. stderr outputs as the
 # three renderers mark them (nbconvert's classic and lab templates, Quarto), a pandas HTML repr
@@ -34,8 +39,8 @@ def page_leaks(source: str, text: str) -> list[str]:
 
 
 def check_site(site: Path, screenshot: Path) -> dict[str, int]:
-    """Every page loads, shows no stderr / raw DataFrame / bare repr / NaN (``page_leaks``), every
-    image decodes, every local link resolves; screenshot of index."""
+    """Every page loads, shows no stderr / raw DataFrame / bare repr / NaN (``page_leaks``) and no
+    printed line wider than its box, every image decodes, every local link resolves; screenshot of index."""
     pages = sorted(site.rglob("*.html"))
     assert (site / "index.html") in pages, f"no index.html in {site}"
     driver = chrome_driver()
@@ -47,6 +52,8 @@ def check_site(site: Path, screenshot: Path) -> dict[str, int]:
             assert driver.title.strip(), f"{page}: empty <title>"
             leaks = page_leaks(driver.page_source, driver.find_element("tag name", "body").text)
             assert not leaks, f"{page}: reads like a notebook dump: {leaks[:5]}"
+            overflowing = driver.execute_script(OVERFLOWING_TEXT_JS)
+            assert not overflowing, f"{page}: printed text runs past the page width: {overflowing[:3]}"
             broken = [src for src, ok in driver.execute_script(IMAGES_JS) if not ok]
             assert not broken, f"{page}: images that do not decode: {broken}"
             n_images += len(driver.execute_script(IMAGES_JS))

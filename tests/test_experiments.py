@@ -170,6 +170,11 @@ def test_metrics_wide_shows_every_metric_with_its_ci_and_chance(runs_and_frame):
     mrr = table[(table["objective"] == "lipo") & (table["metric"] == "MRR")].iloc[0]
     assert wide.loc[("minilm-effnet", "lipo"), "MRR"] == (
         f"{mrr['value']:.3f} [{mrr['ci_low']:.3f}, {mrr['ci_high']:.3f}] (chance {mrr['chance']:.3f})")
+    # a table that says where its numbers come from keeps saying it on the page
+    sourced = experiments.metrics_wide(table.assign(source="companion (simulated data)"), ["backbone", "objective"])
+    assert sourced.index.names == ["source", "backbone", "objective"]
+    assert sourced.loc[("companion (simulated data)", "minilm-effnet", "lipo"), "MRR"] == wide.loc[
+        ("minilm-effnet", "lipo"), "MRR"]
 
 
 def test_missing_predictions_are_a_clear_error(runs_and_frame):

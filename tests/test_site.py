@@ -61,6 +61,10 @@ def make_project(root: Path) -> Path:
     code = nbformat.v4.new_code_cell("secret_code = 1")
     code.outputs = [nbformat.v4.new_output("display_data", data={
         "image/png": base64.b64encode(_png()).decode(), "text/plain": "<Figure>"})]
+    # a stage's first line, as notebook_context prints it: wider than the page unless it wraps
+    code.outputs.insert(0, nbformat.v4.new_output("stream", name="stdout", text=(
+        "profile: default (params.yaml) | data: data/dataset (companion, simulated data) | writes: "
+        + ", ".join(f"figures/04_table3/part{i}" for i in range(8)) + "\n")))
     nb.cells = [nbformat.v4.new_markdown_cell("# Demo notebook\n\nSome text."), code]
     nbformat.write(nb, root / "reports" / "notebooks" / "01_demo.ipynb")
     return root
