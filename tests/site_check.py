@@ -54,9 +54,10 @@ def check_site(site: Path, screenshot: Path) -> dict[str, int]:
             assert not leaks, f"{page}: reads like a notebook dump: {leaks[:5]}"
             overflowing = driver.execute_script(OVERFLOWING_TEXT_JS)
             assert not overflowing, f"{page}: printed text runs past the page width: {overflowing[:3]}"
-            broken = [src for src, ok in driver.execute_script(IMAGES_JS) if not ok]
+            images = driver.execute_script(IMAGES_JS)
+            broken = [src for src, ok in images if not ok]
             assert not broken, f"{page}: images that do not decode: {broken}"
-            n_images += len(driver.execute_script(IMAGES_JS))
+            n_images += len(images)
             for href in driver.execute_script(LINKS_JS):
                 url = urlparse(href)
                 if url.scheme != "file":

@@ -59,12 +59,14 @@ def make_project(root: Path) -> Path:
         "[the demo](reports/notebooks/01_demo.html)\n")
     nb = nbformat.v4.new_notebook()
     code = nbformat.v4.new_code_cell("secret_code = 1")
-    code.outputs = [nbformat.v4.new_output("display_data", data={
-        "image/png": base64.b64encode(_png()).decode(), "text/plain": "<Figure>"})]
-    # a stage's first line, as notebook_context prints it: wider than the page unless it wraps
-    code.outputs.insert(0, nbformat.v4.new_output("stream", name="stdout", text=(
-        "profile: default (params.yaml) | data: data/dataset (companion, simulated data) | writes: "
-        + ", ".join(f"figures/04_table3/part{i}" for i in range(8)) + "\n")))
+    code.outputs = [
+        # a stage's first line, as notebook_context prints it: wider than the page unless it wraps
+        nbformat.v4.new_output("stream", name="stdout", text=(
+            "profile: default (params.yaml) | data: data/dataset (companion, simulated data) | writes: "
+            + ", ".join(f"figures/04_table3/part{i}" for i in range(8)) + "\n")),
+        nbformat.v4.new_output("display_data", data={
+            "image/png": base64.b64encode(_png()).decode(), "text/plain": "<Figure>"}),
+    ]
     nb.cells = [nbformat.v4.new_markdown_cell("# Demo notebook\n\nSome text."), code]
     nbformat.write(nb, root / "reports" / "notebooks" / "01_demo.ipynb")
     return root
