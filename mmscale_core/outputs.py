@@ -9,10 +9,12 @@ tables get CSV (for tools) and Markdown (for people), all written atomically.
 from __future__ import annotations
 
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from mmscale_core.io import atomic_path, write_text
+
+if TYPE_CHECKING:  # only for annotations: ``mmscale notebook`` imports this module and needs no pandas
+    import pandas as pd
 
 PROVENANCE = {
     "paper": "paper (transcribed)",

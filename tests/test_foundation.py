@@ -84,6 +84,34 @@ def test_every_registered_command_builds():
     assert {"validate", "data", "site", "bench"} <= set(sub.choices)
 
 
+def test_command_table_names_what_each_module_registers():
+    """``cli.COMMAND_MODULES`` is what lets one command build alone; it must not drift from the modules."""
+    import argparse
+    import importlib
+
+    from mmscale_core.cli import COMMAND_MODULES
+
+    for module in dict.fromkeys(COMMAND_MODULES.values()):
+        sub = argparse.ArgumentParser().add_subparsers()
+        importlib.import_module(module).register(sub)
+        assert set(sub.choices) == {c for c, m in COMMAND_MODULES.items() if m == module}, module
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert list(sub.choices) == [*COMMAND_MODULES, "bench"]
+
+
+def test_a_stage_command_builds_without_the_libraries_of_other_commands():
+    """``mmscale notebook`` runs once per DVC stage: building its parser must not import pandas,
+    scikit-learn, scipy or torch (~2 s a stage when every command's module was imported)."""
+    code = ("import sys; from mmscale_core.cli import build_parser; "
+            "args = build_parser('notebook').parse_args(['notebook', '04_table3']); "
+            "assert args.func and args.name == '04_table3'; "
+            "print(sorted(m for m in ('pandas', 'sklearn', 'scipy', 'torch') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
 def test_site_builds_before_repro_with_notices(tmp_path):
     """`make site` on a fresh clone: the index renders, generated tables are announced, not fatal."""
     out = build_site(REPO, tmp_path / "_site", use_quarto=False, strict=False)
