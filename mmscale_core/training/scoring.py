@@ -71,9 +71,10 @@ def score_scenarios(model: ScoringModel, dataset: Dataset, frame: pd.DataFrame, 
     else:
         rank, world = 0, 1
     lists = make_lists(frame, sorted(frame["image_id"].unique()), list_size)
-    images = ImageLoader(dataset, max_image_side, lazy=has_image_cache(model))
-    warm_caches(model, frame, images, progress and rank == 0)
-    if tensors is None:
+    images = None
+    if tensors is None:  # given tables already hold every row's features: no image is read or hashed again
+        images = ImageLoader(dataset, max_image_side, lazy=has_image_cache(model))
+        warm_caches(model, frame, images, progress and rank == 0)
         tensors = frame_tensors(model, frame, images)  # None: LoRA or a VLM, collated per list
     pad = len(frame)
     index = padded_rows(lists, pad)  # (n_lists, m) frame rows; batch j = lists j*k .. j*k+k-1
