@@ -10,6 +10,8 @@ headless Chromium.
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -83,6 +85,35 @@ def test_every_table_says_where_its_numbers_come_from(smoke_project):
         frame = pd.read_csv(csv)
         assert "source" in frame.columns, csv
         assert frame["source"].notna().all(), csv
+
+
+CI_CELL = re.compile(r"-?\d+(\.\d+)? \[-?\d")  # "0.123 [0.100, 0.150]": a number with its CI
+
+
+def shown_tables(notebook: Path) -> list[list[list[str]]]:
+    """The Markdown tables a notebook's outputs show (``display_table``), each a list of rows of cells."""
+    tables = []
+    for cell in json.loads(notebook.read_text(encoding="utf-8"))["cells"]:
+        for output in cell.get("outputs", []):
+            text = "".join(output.get("data", {}).get("text/markdown", []))
+            rows = [[c.strip() for c in line.strip().strip("|").split("|")]
+                    for line in text.splitlines() if line.startswith("|")]
+            if len(rows) > 2:
+                tables.append([rows[0], *rows[2:]])  # header, then the body (the rule line dropped)
+    return tables
+
+
+@pytest.mark.slow
+def test_every_shown_table_of_statistics_says_where_they_come_from(smoke_project):
+    """A table on a page with CIs or p-values shows its source column, not only the CSV behind it
+    (the paired tests of 04 and 07 saved it but left it out of the columns they displayed)."""
+    checked = 0
+    for notebook in sorted((smoke_project / "reports").rglob("*.ipynb")):
+        for header, *body in shown_tables(notebook):
+            if "p_value" in header or any(CI_CELL.match(c) for row in body for c in row):
+                checked += 1
+                assert "source" in header, f"{notebook.name}: table with columns {header} has no source"
+    assert checked >= 5
 
 
 @pytest.mark.slow
