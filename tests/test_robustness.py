@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from mmscale_core.data import load_dataset, write_dataset
+from mmscale_core.data.images import pixel_key
 from mmscale_core.errors import MmscaleError
 from mmscale_core.robustness.measures import (
     MEASURES, RESULT_COLUMNS, SUMMARY_COLUMNS, chance_levels, compare_flip_rates, mean_abs_difference, summarize,
@@ -19,7 +20,7 @@ from mmscale_core.robustness.measures import (
 from mmscale_core.robustness.perturbations import (
     BY_NAME, KINDS, PROBES, apply_image, apply_text, get_perturbations, list_perturbations,
 )
-from mmscale_core.robustness.runner import run_suite
+from mmscale_core.robustness.runner import run_suite, select_scenarios
 from mmscale_core.simulator.lexicon import pool_for
 from mmscale_core.simulator.scenes import SceneSpec, render
 
@@ -317,6 +318,28 @@ def test_run_scorer_originals_equal_the_runs_predictions(tiny_run):
     expected = predictions.loc[results["scenario_id"], "calibrated_score"].to_numpy()  # bpo: no scale
     np.testing.assert_allclose(results["original"].to_numpy(), expected, atol=1e-5)
     assert results["perturbed"].between(1, 5).all()
+
+
+def test_perturbed_copies_are_hashed_once_and_score_as_the_plain_images(tiny_run, monkeypatch):
+    """``KeyedImage.holding``: same scores as passing the PIL images, and the tower hashes no pixels itself."""
+    import mmscale_core.models.embedded as embedded
+    from mmscale_core.models.base import KeyedImage
+    from mmscale_core.robustness.perturbations import apply_image
+    from mmscale_core.robustness.scorers import RunScorer
+
+    run, data = tiny_run
+    dataset = load_dataset(data)
+    frame = select_scenarios(dataset)
+    blur = get_perturbations("blur")[0]
+    ids = sorted(frame["image_id"].unique())
+    copies = {i: apply_image(blur, KeyedImage(dataset.image_path(i)).load(), 0, i) for i in ids}
+    plain = RunScorer.from_run_dir(run).score(frame, copies)  # a fresh run: nothing cached yet
+    hashed = []
+    monkeypatch.setattr(embedded, "pixel_key", lambda image: hashed.append(image) or pixel_key(image))
+    held = {i: KeyedImage.holding(image) for i, image in copies.items()}
+    assert all(held[i].cache_key == pixel_key(copies[i]) and held[i].load() is copies[i] for i in ids)
+    np.testing.assert_array_equal(RunScorer.from_run_dir(run).score(frame, held), plain)
+    assert hashed == []  # before: each copy's pixels hashed again at every lookup (warm, pool, each list)
 
 
 def test_cli_writes_the_issues_columns_deterministically(tiny_run, tmp_path, capsys):

@@ -199,6 +199,22 @@ def test_images_are_resized_to_at_most_336_and_factory_kwargs_apply():
     assert prepared.suffix_ids[0][0].tolist()[2:] == tail and len(prepared.suffix_ids[0][0]) == 2 + len(tail)
 
 
+def test_vlm_backbones_take_keyed_images_as_the_robustness_suite_passes_them(tmp_path):
+    """A dataset image not decoded yet (``KeyedImage``), or a perturbed copy held with its key,
+    prepares exactly as the PIL image it stands for (before, ``prepare`` failed on both)."""
+    from mmscale_core.models.base import KeyedImage
+
+    backbone = tiny_backbone("qwen2-vl")
+    path = tmp_path / "scene.png"
+    _image(0, 500, 350).save(path)
+    on_disk = KeyedImage(path)
+    for handle in (on_disk, KeyedImage.holding(on_disk.load())):
+        got = backbone.prepare(ListBatch.from_lists([handle], [["A scenario."]])).prefixes[0]
+        want = backbone.prepare(ListBatch.from_lists([on_disk.load()], [["A scenario."]])).prefixes[0]
+        assert torch.equal(got.input_ids, want.input_ids)
+        assert torch.equal(got.inputs["pixel_values"], want.inputs["pixel_values"])
+
+
 def test_qwen2_vl_packed_positions_match_the_models_own_rope_index():
     """M-RoPE: each scenario resumes where the naive sequence's text after the image resumes."""
     backbone = tiny_backbone("qwen2-vl")

@@ -18,7 +18,7 @@ from PIL import Image
 from torch import nn
 
 # image loading lives beside the data format; re-exported here for the backbones that import it from base
-from mmscale_core.data.images import MAX_IMAGE_SIDE, KeyedImage, as_pil, resize_max_side  # noqa: E402,F401
+from mmscale_core.data.images import MAX_IMAGE_SIDE, KeyedImage, as_pil, pixel_key, resize_max_side  # noqa: E402,F401
 
 
 @dataclass

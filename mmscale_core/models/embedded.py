@@ -70,7 +70,7 @@ from torch import nn
 
 from mmscale_core.errors import MmscaleError
 from mmscale_core.models._torchvision_compat import ensure_torchvision_importable
-from mmscale_core.models.base import Backbone, KeyedImage, ListBatch, as_pil
+from mmscale_core.models.base import Backbone, KeyedImage, ListBatch, as_pil, pixel_key
 
 ensure_torchvision_importable()
 
@@ -221,11 +221,7 @@ def _text_key(text: str) -> bytes:
 
 def _image_key(image) -> bytes:
     """A :class:`KeyedImage`'s own key (its file), else a hash of the pixels."""
-    if isinstance(image, KeyedImage):
-        return image.cache_key
-    digest = hashlib.blake2b(image.tobytes(), digest_size=16)
-    digest.update(f"{image.mode}{image.size}".encode())
-    return digest.digest()
+    return image.cache_key if isinstance(image, KeyedImage) else pixel_key(image)
 
 
 class EfficientNetTower(nn.Module):

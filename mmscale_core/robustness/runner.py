@@ -64,7 +64,8 @@ def run_suite(scorer, dataset, perturbations: list[Perturbation] | None = None, 
         else:
             if not decoded:
                 decoded = {i: originals[i].load() for i in ids}
-            perturbed = scorer.score(frame, {i: apply_image(p, decoded[i], seed, i) for i in ids})
+            perturbed = scorer.score(frame, {i: KeyedImage.holding(apply_image(p, decoded[i], seed, i))
+                                                 for i in ids})
         parts.append(pd.DataFrame({
             "scenario_id": frame["scenario_id"].to_numpy(), "image_id": frame["image_id"].to_numpy(),
             "modality": frame["modality"].to_numpy(), "perturbation": p.name,

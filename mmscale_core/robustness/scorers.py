@@ -7,7 +7,8 @@ issue) plug in unchanged:
 * ``frame``: one row per scenario, with at least ``image_id`` and ``scenario`` (the
   text to judge, perturbed or not);
 * ``images``: ``image_id`` -> a PIL image or a :class:`~mmscale_core.models.base.KeyedImage`
-  (an unperturbed dataset image, not decoded yet; ``as_pil`` decodes it);
+  (an unperturbed dataset image, not decoded yet, or a perturbed copy with its pixel hash;
+  ``as_pil`` gives the PIL image);
 * returns one float per row on the 1-5 scale, in ``frame``'s order (for objectives
   without a scale: the run's isotonic map fitted on its training split).
 
@@ -167,7 +168,7 @@ class AugmentedScorer:
         return getattr(self.base, "max_image_side", None)
 
     def score(self, frame: pd.DataFrame, images: Mapping[str, object]) -> np.ndarray:
-        from mmscale_core.models.base import as_pil
+        from mmscale_core.models.base import KeyedImage, as_pil
 
         frame = frame.reset_index(drop=True)
         text_p, image_p = BY_NAME[self.text_view], BY_NAME[self.image_view]
@@ -175,7 +176,7 @@ class AugmentedScorer:
         total = np.zeros(len(frame))
         for view in range(self.k):
             seed = (self.seed, view)
-            views = {i: apply_image(image_p, as_pil(images[i]), hash_seed(seed), i) for i in ids}
+            views = {i: KeyedImage.holding(apply_image(image_p, as_pil(images[i]), hash_seed(seed), i)) for i in ids}
             total += self.base.score(frame.assign(scenario=perturb_texts(text_p, frame, hash_seed(seed))), views)
         return total / self.k
 

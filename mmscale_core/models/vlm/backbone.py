@@ -31,7 +31,7 @@ from PIL import Image
 from torch import nn
 
 from mmscale_core.errors import MmscaleError
-from mmscale_core.models.base import MAX_IMAGE_SIDE, Backbone, ListBatch, resize_max_side
+from mmscale_core.models.base import MAX_IMAGE_SIDE, Backbone, ListBatch, as_pil, resize_max_side
 from mmscale_core.models.vlm.packing import gather_scores, pack_lists
 
 # the packed rows need a 4-D block mask; transformers' flash-attention paths read a mask as 2-D padding
@@ -163,7 +163,8 @@ class VLMBackbone(Backbone):
 
     def prepare(self, batch: ListBatch) -> PreparedLists:
         """Resize (longer side <= ``max_image_side``), run the processor, tokenize the scenarios."""
-        prefixes = [self._process_prefix(resize_max_side(image, self.max_image_side)) for image in batch.images]
+        prefixes = [self._process_prefix(resize_max_side(as_pil(image), self.max_image_side))
+                    for image in batch.images]
         suffixes = [[self._suffix_ids(text) for text in texts] for texts in batch.texts]
         return PreparedLists(prefixes, suffixes, batch.mask.clone())
 
