@@ -232,3 +232,30 @@ def test_warm_cache_reports_progress_per_chunk_without_changing_the_features():
     counted: list[int] = []
     keys, pooled = watched.pooled_in_order(images, on_progress=counted.append)
     assert sum(counted) == len(keys) == len(set(keys)) and pooled.shape[0] == len(keys)
+
+
+def test_chunks_side_by_side_equal_one_thread_chunk_by_chunk():
+    """``workers=2`` (the feature store) computes each chunk in its own one-thread worker: trunk maps,
+    pooled vectors and sentence embeddings bit-identical to one thread, chunk after chunk, in the same order."""
+    rng = np.random.default_rng(1)
+    images = [Image.fromarray(rng.integers(0, 255, (60 + 7 * i, 64, 3), dtype=np.uint8)) for i in range(7)]
+    texts = [f"scenario number {i}: {'returning the lost wallet ' * (i % 3)}" for i in range(9)]
+    before = torch.get_num_threads()
+    built = {}
+    try:
+        for workers, threads in ((1, 1), (2, 2)):
+            torch.set_num_threads(threads)
+            image = load_backbone("effnet-image", image_size=64).image.requires_grad_(False)
+            image.warm_cache(images, chunk=2, workers=workers)
+            keys, pooled = image.pooled_in_order(images, workers=workers)
+            assert torch.get_num_threads() == threads  # the caller's thread count comes back
+            text = load_backbone("minilm-text", max_length=12, text_tuned_layers=0).text
+            text.warm_cache(texts, chunk=2, workers=workers)
+            built[workers] = (image._cache, keys, pooled, text._cache)
+    finally:
+        torch.set_num_threads(before)
+    (maps_1, keys_1, pooled_1, text_1), (maps_2, keys_2, pooled_2, text_2) = built[1], built[2]
+    assert list(maps_1) == list(maps_2) and len(maps_1) == len(images)  # same keys, inserted in the same order
+    assert all(torch.equal(maps_1[k], maps_2[k]) for k in maps_1)
+    assert keys_1 == keys_2 and torch.equal(pooled_1, pooled_2)
+    assert list(text_1) == list(text_2) and all(torch.equal(text_1[k], text_2[k]) for k in text_1)

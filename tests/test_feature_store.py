@@ -49,6 +49,19 @@ def test_store_holds_every_text_and_image(store, data):
     assert loaded == {"texts": spec["n_texts"], "images": 2}
 
 
+def test_a_store_built_on_two_threads_is_the_one_thread_store(store, data, tmp_path):
+    """The features stage gets every core; it computes its chunks one thread each, so what it
+    writes is what a one-thread run computes itself, byte for byte."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        two = build_feature_store(data, tmp_path / "features", KWARGS, progress=False)
+    finally:
+        torch.set_num_threads(before)
+    for name in ("text.safetensors", "image.safetensors", "pooled.safetensors"):
+        assert (two / name).read_bytes() == (store / name).read_bytes(), name
+
+
 def test_a_run_with_the_store_equals_a_run_without(store, data, tmp_path):
     common = dict(backbone_kwargs=KWARGS, epochs=2)
     with_store = train(tiny_config(data, tmp_path / "with", feature_store=str(store), **common), progress=False)
