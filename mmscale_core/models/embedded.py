@@ -249,7 +249,8 @@ def in_one_thread_workers(compute: Callable[[Work], Result], chunks: Sequence[Wo
     Why: a frozen tower's batch scales badly over torch's intra-op threads on CPU (the image
     trunk runs 1.4x faster on 2 threads than on 1), while two batches side by side, one thread
     each, run nearly 2x. Each chunk is still computed alone by one thread, in the same chunks,
-    so the features are those of a one-thread run (equal to a multi-thread run's, tested).
+    so the features are a one-thread run's whatever ``workers`` is (tested); an intra-op
+    multi-thread run's can differ in the last bits (a 12-image chunk did, on 2 threads).
     ``compute`` runs outside the caller's ``no_grad`` (it is per thread): it must set its own.
     """
     if workers <= 1:
