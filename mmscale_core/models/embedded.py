@@ -59,10 +59,10 @@ import hashlib
 import inspect
 import math
 import warnings
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence, TypeVar
+from typing import Callable, Iterable, Iterator, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -207,7 +207,7 @@ class MiniLMTower(nn.Module):
         """
         was_training = self.bert.training
         self.bert.eval()
-        tokens = [self._tokenize(texts) for texts in chunks]
+        tokens = (self._tokenize(texts) for texts in chunks)  # lazily, in this thread
         for texts, vectors in zip(chunks, in_one_thread_workers(self._encode_frozen, tokens, workers)):
             for text, vector in zip(texts, vectors):
                 self._cache[_text_key(text)] = vector.clone()
@@ -242,7 +242,7 @@ Work = TypeVar("Work")
 Result = TypeVar("Result")
 
 
-def in_one_thread_workers(compute: Callable[[Work], Result], chunks: Sequence[Work], workers: int = 1
+def in_one_thread_workers(compute: Callable[[Work], Result], chunks: Iterable[Work], workers: int = 1
                           ) -> Iterator[Result]:
     """``compute`` of each chunk, in chunk order, in ``workers`` threads of one torch thread each.
 
@@ -251,7 +251,9 @@ def in_one_thread_workers(compute: Callable[[Work], Result], chunks: Sequence[Wo
     each, run nearly 2x. Each chunk is still computed alone by one thread, in the same chunks,
     so the features are a one-thread run's whatever ``workers`` is (tested); an intra-op
     multi-thread run's can differ in the last bits (a 12-image chunk did, on 2 threads).
-    ``compute`` runs outside the caller's ``no_grad`` (it is per thread): it must set its own.
+    ``chunks`` is read here, in the calling thread, at most ``2 * workers`` chunks ahead of the
+    results taken, so a lazy iterable keeps only those in memory. ``compute`` runs outside the
+    caller's ``no_grad`` (it is per thread): it must set its own.
     """
     if workers <= 1:
         yield from map(compute, chunks)
@@ -259,11 +261,14 @@ def in_one_thread_workers(compute: Callable[[Work], Result], chunks: Sequence[Wo
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        if len(chunks) <= 1:
-            yield from map(compute, chunks)
-        else:
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                yield from pool.map(compute, chunks)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            ahead: deque = deque()
+            for chunk in chunks:
+                ahead.append(pool.submit(compute, chunk))
+                if len(ahead) >= 2 * workers:
+                    yield ahead.popleft().result()
+            while ahead:
+                yield ahead.popleft().result()
     finally:
         torch.set_num_threads(before)
 
@@ -424,8 +429,8 @@ class EfficientNetTower(nn.Module):
         todo = self._not_pooled((_image_key(image), image) for image in images)
         was_training = self.training
         self.eval()
-        maps = [self.trunk_features([image for _, image in todo[start:start + 32]])
-                for start in range(0, len(todo), 32)]
+        maps = (self.trunk_features([image for _, image in todo[start:start + 32]])  # lazily, in this thread
+                for start in range(0, len(todo), 32))
         pooled = []
         for chunk in in_one_thread_workers(self._pool_of, maps, workers):
             pooled.append(chunk)
