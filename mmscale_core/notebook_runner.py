@@ -8,9 +8,9 @@ tagged ``parameters`` cell: ``profile``, ``params_file``, ``data_dir``,
 YAML, so ``seed=0`` is an int). The executed copy goes to
 ``reports/notebooks/NAME.ipynb`` (what the report renders) or ``--output``,
 written only when the whole notebook succeeded; a failing cell stops the stage
-with that cell's source and error, not a kernel traceback dump. Kernels are
-forked from a warm process that has the libraries imported
-(:mod:`mmscale_core.warm_kernel`; ``MMSCALE_WARM_KERNEL=0`` for a cold one). The kernel's
+with that cell's source and error, not a kernel traceback dump. Kernels, and the
+command's own papermill call, are forked from a warm process that has the libraries
+imported (:mod:`mmscale_core.warm_kernel`; ``MMSCALE_WARM_KERNEL=0`` for a cold one). The kernel's
 environment carries ``MMSCALE_NOTEBOOK_RUNNER``, which tells :mod:`mmscale_core.notebook_context`
 that this is a pipeline run (outputs go where ``dvc.yaml`` says, not to the scratch directory).
 """
@@ -171,10 +171,25 @@ def _indent(text: str) -> str:
 
 
 def _cmd_notebook(args: argparse.Namespace) -> int:
+    """``mmscale notebook``: in a fork of the warm zygote, which has papermill imported, else here."""
+    from mmscale_core import warm_kernel
+
+    options = {"name": args.name, "params": args.params, "profile": args.profile, "output": args.output,
+               "set": list(args.set)}
+    code = warm_kernel.run_forked("mmscale_core.notebook_runner:notebook_command", options)
+    return notebook_command(options) if code is None else code
+
+
+def notebook_command(options: dict[str, Any]) -> int:
+    """Execute one stage's notebook in this process; the exit code, a user error printed as the CLI prints it."""
     started = time.perf_counter()
-    out = run_notebook(args.name, args.params, args.profile, output=args.output,
-                       extra=parse_assignments(args.set))
-    print(f"executed {args.name} -> {out} in {time.perf_counter() - started:.1f} s")
+    try:
+        out = run_notebook(options["name"], options["params"], options["profile"], output=options["output"],
+                           extra=parse_assignments(options["set"]))
+    except MmscaleError as err:
+        print(f"mmscale notebook: error: {err}", file=sys.stderr)
+        return err.exit_code
+    print(f"executed {options['name']} -> {out} in {time.perf_counter() - started:.1f} s")
     return 0
 
 

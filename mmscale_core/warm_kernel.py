@@ -17,6 +17,11 @@ generators from the OS (as a fresh process does) and runs ``ipykernel``. Nothing
 of a notebook's state reaches the next: each gets its own fork of a zygote that
 has only imported modules, never run a notebook or a torch op.
 
+The same fork serves ``mmscale notebook`` itself (``run_forked``): the command asks for a child
+that runs the stage's papermill call with the command's streams, directory, environment and
+options, so the ~1 s of importing papermill, nbformat and jupyter_client is paid once per zygote,
+not once per stage; with no zygote the command runs in its own process, as before.
+
 The client stays the process Jupyter manages: it forwards SIGINT/SIGTERM to the
 child and exits with the child's exit code; if the client is killed, the zygote
 kills the child. The first client starts the zygote (it imports the libraries
@@ -46,7 +51,7 @@ import time
 from pathlib import Path
 
 KERNEL_NAME = "mmscale-warm"
-PROTOCOL = 2  # 2: the kernel takes its client's PYTHONPATH (a zygote of protocol 1 does not)
+PROTOCOL = 3  # 2: the kernel takes its client's PYTHONPATH; 3: a request has a role (a kernel or a call)
 IDLE_S = 120.0
 CONNECT_TIMEOUT_S = 60.0
 # What a notebook stage imports; an entry that fails to import is skipped. torch._inductor.config:
@@ -57,6 +62,7 @@ PRELOAD = (
     "timm", "timm.data", "transformers", "transformers.models.bert.modeling_bert", "peft", "accelerate",
     "sklearn.isotonic", "sklearn.metrics", "sklearn.linear_model", "statsmodels.api", "krippendorff",
     "matplotlib.pyplot", "seaborn", "ipykernel.kernelapp",
+    "mmscale_core.notebook_runner:import_papermill",  # for `mmscale notebook` itself (``run_forked``)
 )
 # matplotlib reads MPLBACKEND when imported: the zygote imports it with ipykernel's inline backend
 # and each child re-applies its own choice before any figure exists (else notebooks lose figures)
@@ -180,23 +186,31 @@ def connect_or_start(addr: str, timeout_s: float = 10.0) -> socket.socket | None
     return None
 
 
-def run_client(kernel_argv: list[str]) -> int:
-    """Be the kernel process Jupyter started: a forked warm kernel, or a plain one as fallback."""
+def _request_fork(request: dict) -> tuple[socket.socket, int] | None:
+    """Ask the zygote (started if none answers) for a child that serves ``request`` with this
+    process's stdin, stdout, stderr, working directory and environment; None if none comes."""
     sock = connect_or_start(address()) if enabled() else None
+    if sock is None:
+        return None
     child = None
-    if sock is not None:
-        try:
-            # the zygote may still be importing
-            sock.settimeout(float(os.environ.get("MMSCALE_WARM_KERNEL_CONNECT_TIMEOUT", CONNECT_TIMEOUT_S)))
-            payload = json.dumps({"protocol": PROTOCOL, "argv": kernel_argv, "cwd": os.getcwd(),
-                                  "env": dict(os.environ)}).encode()
-            socket.send_fds(sock, [struct.pack("!I", len(payload))], [0, 1, 2])
-            sock.sendall(payload)
-            child = _recv_json(sock).get("pid")
-        except (OSError, EOFError, ValueError):
-            child = None
-    if not child:  # fall back to the ordinary kernel, in this process
-        os.execv(sys.executable, [sys.executable, "-m", "ipykernel_launcher", *kernel_argv])
+    try:
+        # the zygote may still be importing
+        sock.settimeout(float(os.environ.get("MMSCALE_WARM_KERNEL_CONNECT_TIMEOUT", CONNECT_TIMEOUT_S)))
+        payload = json.dumps({"protocol": PROTOCOL, **request, "cwd": os.getcwd(),
+                              "env": dict(os.environ)}).encode()
+        socket.send_fds(sock, [struct.pack("!I", len(payload))], [0, 1, 2])
+        sock.sendall(payload)
+        child = _recv_json(sock).get("pid")
+    except (OSError, EOFError, ValueError):
+        child = None
+    if not child:
+        sock.close()
+        return None
+    return sock, child
+
+
+def _wait_for_child(sock: socket.socket, child: int) -> int:
+    """Stand in for the forked child: forward signals to it, end it if our parent dies, return its exit code."""
 
     def forward(signum, _frame):
         try:
@@ -206,7 +220,7 @@ def run_client(kernel_argv: list[str]) -> int:
 
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(signum, forward)
-    # like a cold kernel's parent poller: if whoever started us (papermill) dies, end the kernel
+    # like a cold kernel's parent poller: if whoever started us (papermill, DVC) dies, end the child
     parent = os.getppid()
     while True:
         ready, _, _ = select.select([sock], [], [], 1.0)
@@ -219,6 +233,28 @@ def run_client(kernel_argv: list[str]) -> int:
             return int(_recv_json(sock)["exit"])
         except (OSError, EOFError, ValueError, KeyError):
             return 1
+
+
+def run_client(kernel_argv: list[str]) -> int:
+    """Be the kernel process Jupyter started: a forked warm kernel, or a plain one as fallback."""
+    forked = _request_fork({"role": "kernel", "argv": kernel_argv})
+    if forked is None:  # fall back to the ordinary kernel, in this process
+        os.execv(sys.executable, [sys.executable, "-m", "ipykernel_launcher", *kernel_argv])
+    return _wait_for_child(*forked)
+
+
+def run_forked(target: str, options: dict) -> int | None:
+    """Call ``target(options)`` in a fork of the zygote; its exit code, or None when no zygote serves.
+
+    ``target`` is ``"module:function"`` of project code, imported afresh in the child from the
+    caller's directory, as a kernel imports it; the function takes the JSON ``options`` and returns
+    an exit code. Why: ``mmscale notebook`` (every DVC stage) spent ~1 s importing papermill,
+    nbformat and jupyter_client before its kernel started; the zygote has them imported. The child
+    is what this process would have been (same streams, directory, environment, arguments), so a
+    caller runs ``target`` itself on None and gets the same result either way.
+    """
+    forked = _request_fork({"role": "call", "target": target, "options": options})
+    return None if forked is None else _wait_for_child(*forked)
 
 
 # --------------------------------------------------------------------------- zygote
@@ -302,7 +338,7 @@ def serve(addr: str, idle_s: float = IDLE_S, names: tuple[str, ...] | None = Non
         for sock in readable:
             if sock is listener:
                 conn, _ = listener.accept()
-                pid = _fork_kernel(conn, listener, children) if _same_user(conn) else None
+                pid = _fork_child(conn, listener, children) if _same_user(conn) else None
                 if pid:
                     children[pid] = conn
                     last_active = time.monotonic()
@@ -318,7 +354,7 @@ def serve(addr: str, idle_s: float = IDLE_S, names: tuple[str, ...] | None = Non
                         pass
 
 
-def _fork_kernel(conn: socket.socket, listener: socket.socket, children: dict) -> int | None:
+def _fork_child(conn: socket.socket, listener: socket.socket, children: dict) -> int | None:
     try:
         conn.settimeout(10)
         header, fds, _, _ = socket.recv_fds(conn, 4, 3)
@@ -328,18 +364,21 @@ def _fork_kernel(conn: socket.socket, listener: socket.socket, children: dict) -
         request = json.loads(_recv_exact(conn, n))
         if request.get("protocol") != PROTOCOL:
             raise ValueError("protocol mismatch")
+        if request.get("role") not in ("kernel", "call"):
+            raise ValueError("unknown role")
         conn.settimeout(None)
     except (OSError, EOFError, ValueError, struct.error):
         return None
     pid = os.fork()
-    if pid == 0:  # the child: becomes the kernel and never returns
+    if pid == 0:  # the child: becomes the kernel (or runs the call) and never returns
         code = 1
         try:
             listener.close()
             for other in children.values():
                 other.close()
             conn.close()
-            code = _become_kernel(request, fds)
+            _adopt_client(request, fds)
+            code = _run_call(request) if request.get("role") == "call" else _become_kernel(request)
         finally:
             os._exit(code)
     for fd in fds:
@@ -351,7 +390,9 @@ def _fork_kernel(conn: socket.socket, listener: socket.socket, children: dict) -
     return pid
 
 
-def _become_kernel(request: dict, fds: list[int]) -> int:
+def _adopt_client(request: dict, fds: list[int]) -> None:
+    """Make this fresh child the process its client would have been: streams, directory, environment,
+    ``sys.path``, project code not yet imported, unseeded generators."""
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
         os.close(fd)
@@ -363,9 +404,6 @@ def _become_kernel(request: dict, fds: list[int]) -> int:
     os.environ.update(request["env"])
     if "matplotlib" in sys.modules:  # what ipykernel would select before importing matplotlib
         sys.modules["matplotlib"].rcParams["backend"] = os.environ.get("MPLBACKEND") or INLINE_BACKEND
-    # ipykernel read JPY_PARENT_PID into a class default when the zygote imported it: name the real
-    # parent (the zygote) so the kernel exits if it is orphaned, as a cold kernel does
-    sys.argv = ["ipykernel_launcher", *request["argv"], f"--IPKernelApp.parent_handle={os.getppid()}"]
     for name in [m for m in sys.modules if m == "mmscale_core" or m.startswith("mmscale_core.")]:
         del sys.modules[name]  # project code comes from the notebook's directory, as in a cold kernel
     sys.path[:] = [p for p in sys.path if p not in ("", "/", _LAUNCH_DIR, *_LAUNCH_PYTHONPATH)]  # IPython puts '' back
@@ -381,6 +419,39 @@ def _become_kernel(request: dict, fds: list[int]) -> int:
         sys.modules["numpy"].random.seed()
     if "torch" in sys.modules:
         sys.modules["torch"].seed()
+
+
+def _run_call(request: dict) -> int:
+    """A ``run_forked`` child: call the target, then run the exit handlers it registered, as a process exit would."""
+    import atexit
+    import traceback
+
+    atexit._clear()  # the zygote's handlers belong to the zygote (a child ends with os._exit)
+    module, _, function = request["target"].partition(":")
+    sys.argv = [request["target"]]
+    try:
+        return int(getattr(importlib.import_module(module), function)(request["options"]) or 0)
+    except SystemExit as stop:
+        return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BaseException:  # noqa: BLE001 - what an uncaught exception prints, then its exit code
+        traceback.print_exc()
+        return 1
+    finally:
+        atexit._run_exitfuncs()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001
+                pass
+
+
+def _become_kernel(request: dict) -> int:
+    # ipykernel read JPY_PARENT_PID into a class default when the zygote imported it: name the real
+    # parent (the zygote) so the kernel exits if it is orphaned, as a cold kernel does
+    sys.argv = ["ipykernel_launcher", *request["argv"], f"--IPKernelApp.parent_handle={os.getppid()}"]
     from ipykernel import kernelapp
 
     try:

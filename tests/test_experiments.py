@@ -229,6 +229,47 @@ def test_failing_notebook_shows_the_cell(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("warm", ["1", "0"])
+def test_the_notebook_command_reports_a_failing_cell_the_same_in_a_fork_and_in_its_own_process(tmp_path, warm):
+    """``mmscale notebook`` runs its papermill call in a fork of the warm zygote (``warm_kernel.run_forked``)
+    or, switched off, in its own process: the same message, exit code and (no) output either way."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "notebooks").mkdir()
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("profile = 'smoke'")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell("raise ValueError('bad input for ' + profile)")]
+    nbformat.write(nb, tmp_path / "notebooks" / "99_fail.ipynb")
+    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+           "MMSCALE_WARM_KERNEL": warm}
+    done = subprocess.run([sys.executable, "-m", "mmscale_core.cli", "notebook", "99_fail", "--profile", "smoke"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == MmscaleError.exit_code
+    assert "mmscale notebook: error: notebook notebooks/99_fail.ipynb failed in cell" in done.stderr, done.stderr
+    assert "ValueError: bad input for smoke" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "reports" / "notebooks" / "99_fail.ipynb").exists()
+
+
+def test_the_notebook_command_asks_for_a_fork_and_runs_itself_when_none_serves(monkeypatch):
+    from mmscale_core import notebook_runner, warm_kernel
+    from mmscale_core.cli import main
+
+    asked, ran = [], []
+    monkeypatch.setattr(notebook_runner, "notebook_command", lambda options: ran.append(options) or 0)
+    monkeypatch.setattr(warm_kernel, "run_forked", lambda target, options: asked.append((target, options)) or 3)
+    assert main(["notebook", "01_data_stats", "--set", "seed=1", "--output", "x.ipynb"]) == 3
+    options = {"name": "01_data_stats", "params": "params.yaml", "profile": None, "output": "x.ipynb",
+               "set": ["seed=1"]}
+    assert asked == [("mmscale_core.notebook_runner:notebook_command", options)] and ran == []
+    monkeypatch.setattr(warm_kernel, "run_forked", lambda target, options: None)  # no zygote answered
+    assert main(["notebook", "01_data_stats", "--set", "seed=1", "--output", "x.ipynb"]) == 0
+    assert ran == [options]
+
+
+@pytest.mark.parametrize("warm", ["1", "0"])
 def test_a_notebook_stage_talks_to_its_kernel_over_ipc_and_prints_no_warning(tmp_path, warm):
     """No 'Kernel is running over TCP without encryption' on a stage's stderr, warm kernel or cold."""
     import os

@@ -215,7 +215,7 @@ def test_other_users_are_refused(zygote_env):
         while warm_kernel._connect(zygote_env) is None and time.monotonic() < deadline:
             time.sleep(0.05)
         # a well-formed request: without the user check the zygote would fork a kernel for it
-        request = json.dumps({"protocol": warm_kernel.PROTOCOL, "argv": ["-f", "/nonexistent/kernel.json"],
+        request = json.dumps({"protocol": warm_kernel.PROTOCOL, "role": "kernel", "argv": ["-f", "/nonexistent/kernel.json"],
                               "cwd": "/", "env": {}}).encode()
         probe = textwrap.dedent(f"""
             import socket, struct, sys
@@ -280,6 +280,73 @@ def test_full_preload_keeps_inline_figures_and_honours_the_backend_asked_for(tmp
     assert any("image/png" in o.get("data", {}) for o in outputs)
     monkeypatch.setenv("MPLBACKEND", "agg")
     assert run_probe(tmp_path, code)["backend"].lower() == "agg"
+
+
+CALL_TARGET = """
+import atexit, json, os, sys
+def main(options):
+    atexit.register(lambda: print("the call's exit handler ran", flush=True))
+    print(json.dumps({"pid": os.getpid(), "ppid": os.getppid(), "cwd": os.getcwd(),
+                      "env": os.environ.get("PROBE_VALUE"), "options": options,
+                      "preloaded": "wave" in sys.modules}), flush=True)
+    if options.get("fail"):
+        raise RuntimeError("boom in the forked call")
+    return options["code"]
+"""
+ZYGOTE_HOOK = """
+import atexit
+atexit.register(lambda: print("the zygote's exit handler ran", flush=True))
+"""
+
+
+def call_forked(tmp_path: Path, options: dict) -> subprocess.CompletedProcess:
+    """``run_forked("call_target:main", options)`` from a client process in ``tmp_path``, as ``mmscale notebook`` calls it."""
+    client = ("import sys\nfrom mmscale_core import warm_kernel\n"
+              f"code = warm_kernel.run_forked('call_target:main', {options!r})\n"
+              "print('client got', code, file=sys.stderr)\nsys.exit(99 if code is None else code)\n")
+    env = {**os.environ, "PROBE_VALUE": "from the client"}
+    return subprocess.run([sys.executable, "-c", client], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_a_forked_call_runs_project_code_with_the_callers_streams_directory_and_environment(tmp_path, zygote_env):
+    """``mmscale notebook`` runs its papermill call in a fork of the zygote: the child is the command's process
+    in all but its imports, and ends as a process does (its own exit handlers run, the zygote's do not)."""
+    (tmp_path / "call_target.py").write_text(CALL_TARGET)
+    (tmp_path / "hooks").mkdir()
+    (tmp_path / "hooks" / "zygote_hook.py").write_text(ZYGOTE_HOOK)
+    env = {**os.environ, "MMSCALE_WARM_KERNEL_PRELOAD": "wave,zygote_hook",
+           "PYTHONPATH": os.pathsep.join([os.environ["PYTHONPATH"], str(tmp_path / "hooks")])}
+    subprocess.Popen([sys.executable, "-m", "mmscale_core.warm_kernel", "serve", "--address", zygote_env,
+                      "--idle", "30"], cwd=ROOT, env=env, start_new_session=True)
+    deadline = time.monotonic() + 30
+    while (sock := warm_kernel._connect(zygote_env)) is None and time.monotonic() < deadline:
+        time.sleep(0.02)  # bound: the client must find this zygote, not start its own
+    sock.close()
+    done = call_forked(tmp_path, {"code": 7, "name": "x"})
+    assert done.returncode == 7, done.stderr
+    report, *rest = done.stdout.splitlines()
+    child = json.loads(report)
+    [zygote] = zygote_pids(zygote_env)
+    assert child["ppid"] == zygote and child["preloaded"]  # a fork of the zygote, which had imported wave
+    assert child["cwd"] == str(tmp_path) and child["env"] == "from the client"
+    assert child["options"] == {"code": 7, "name": "x"}
+    assert rest == ["the call's exit handler ran"]  # not the zygote's
+    assert "client got 7" in done.stderr
+
+
+def test_a_failing_forked_call_prints_its_traceback_and_exits_1(tmp_path, zygote_env):
+    (tmp_path / "call_target.py").write_text(CALL_TARGET)
+    done = call_forked(tmp_path, {"code": 0, "fail": True})  # the client starts the zygote itself
+    assert done.returncode == 1
+    assert "RuntimeError: boom in the forked call" in done.stderr and "Traceback" in done.stderr
+    assert zygote_pids(zygote_env)
+
+
+def test_no_zygote_no_fork(monkeypatch):
+    """Switched off, ``run_forked`` says so and the caller runs the call itself."""
+    monkeypatch.setenv("MMSCALE_WARM_KERNEL", "0")
+    assert warm_kernel.run_forked("call_target:main", {}) is None
 
 
 def test_kernel_bench_prints_a_measured_ratio(tmp_path, monkeypatch, capsys):
