@@ -11,6 +11,16 @@ SMOKE_MODULES = frozenset(f"tests/{path.name}" for path in Path(__file__).parent
                           if "smoke_project" in path.read_text(encoding="utf-8"))
 
 
+def pytest_configure(config):
+    """Validated frames (``mmscale_core.data.frame_cache``) go to this run's own directory, not ~/.cache;
+    the commands and pipelines the tests start inherit it."""
+    import os
+    import tempfile
+
+    if "MMSCALE_FRAME_CACHE_DIR" not in os.environ:
+        os.environ["MMSCALE_FRAME_CACHE_DIR"] = tempfile.mkdtemp(prefix="mmscale-test-frames-")
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
     """``make test`` runs on every core (pytest-xdist): whole modules per worker, the smoke modules as one.

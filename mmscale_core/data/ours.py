@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mmscale_core.data import frame_cache
 from mmscale_core.data.dataset import Dataset, build_frame
 from mmscale_core.data.images import check_image_files, index_images
 from mmscale_core.data.problems import DatasetError, Problem
@@ -82,29 +83,42 @@ def read_records(root: str | os.PathLike) -> tuple[Path | None, list[tuple[str, 
     path = _find_scenarios_file(root, problems)
     if path is None:
         return None, [], problems
-    if path.suffix == ".parquet":
-        return path, _read_parquet(path, problems), problems
-    return path, read_jsonl_records(path, problems), problems
+    return path, _read_scenarios_file(path, problems), problems
+
+
+def _read_scenarios_file(path: Path, problems: list[Problem]) -> list[tuple[str, dict]]:
+    return _read_parquet(path, problems) if path.suffix == ".parquet" else read_jsonl_records(path, problems)
 
 
 def load_ours(root: str | os.PathLike, *, check_images: bool = True, decode_images: bool = True,
               split_seed: int = DEFAULT_SPLIT_SEED, test_fraction: float = DEFAULT_TEST_FRACTION) -> Dataset:
-    """Read and validate a dataset in our layout; raise :class:`DatasetError` listing every problem."""
+    """Read and validate a dataset in our layout; raise :class:`DatasetError` listing every problem.
+
+    The validated frame of a scenarios file is kept between processes (:mod:`.frame_cache`,
+    keyed by the file's bytes and the code); the images are indexed and checked every time.
+    """
     root = Path(root)
-    path, labelled, problems = read_records(root)
-    if path is not None:
+    problems: list[Problem] = []
+    path = _find_scenarios_file(root, problems)
+    cached = frame_cache.load(path, split_seed, test_fraction) if path is not None else None
+    if cached is not None:
+        image_ids, (frame, given, warnings) = cached
+    elif path is not None:
+        labelled = _read_scenarios_file(path, problems)
         problems += validate_records(path.name, labelled)
+        image_ids = [r["image_id"] for _, r in labelled if isinstance(r.get("image_id"), str)]
     images: dict[str, Path] = {}
     if root.is_dir():
         images, image_problems = index_images(root)
         if check_images and path is not None:
             problems += image_problems
             if (root / IMAGE_DIR).is_dir():
-                ids = [r["image_id"] for _, r in labelled if isinstance(r.get("image_id"), str)]
-                problems += check_image_files(ids, images, decode=decode_images)
+                problems += check_image_files(image_ids, images, decode=decode_images)
     if problems:
         raise DatasetError(root, problems)
-    frame, given, warnings = build_frame([r for _, r in labelled], split_seed, test_fraction, path.name)
+    if cached is None:
+        frame, given, warnings = build_frame([r for _, r in labelled], split_seed, test_fraction, path.name)
+        frame_cache.store(path, split_seed, test_fraction, (image_ids, (frame, given, warnings)))
     return Dataset(root=root, scenarios=frame, images=images, source_file=path.name, layout="ours",
                    source_files=(path.name,), given=given, warnings=warnings)
 
