@@ -58,3 +58,22 @@ def notebook_parameter_names(cmd: str) -> set[str]:
         return set()
     cell = next(c for c in sc.notebook_cells(words[2]) if "parameters" in c.get("metadata", {}).get("tags", []))
     return {line.split("=")[0].strip() for line in "".join(cell["source"]).splitlines() if "=" in line}
+
+
+def test_stages_depend_on_the_active_profile_only():
+    """`profiles.${profile}.KEY` in dvc.yaml: DVC resolves it from params.yaml's `profile`, so a stage's
+    lock records (and re-runs for) the profile it ran, and editing another profile re-runs nothing."""
+    import yaml
+    from dvc.repo import Repo
+
+    params = yaml.safe_load((sc.ROOT_DIR / "params.yaml").read_text(encoding="utf-8"))
+    active, profiles = params["profile"], set(params["profiles"])
+    for name, stage in STAGES.items():
+        for key in stage.get("params") or []:
+            assert not (key.startswith("profiles.") and key.split(".")[1] in profiles), \
+                f"dvc.yaml stage {name}: {key} names a profile; write profiles.${{profile}}.{key.split('.', 2)[2]}"
+    with Repo(str(sc.ROOT_DIR)) as repo:
+        resolved = {key for stage in repo.index.stages for dep in stage.params for key in dep.params}
+    named = {key.split(".")[1] for key in resolved if key.startswith("profiles.")}
+    assert named == {active}
+    assert "profile" in resolved
