@@ -211,14 +211,37 @@ def test_parse_assignments():
         parse_assignments(["nonsense"])
 
 
+def stage_project(root: Path, cells: dict[str, str]) -> Path:
+    """A directory with ``params.yaml`` and ``notebooks/NAME.ipynb`` for each ``{NAME: code}``: a tagged
+    ``parameters`` cell (``profile = 'smoke'``), then the code as one cell."""
+    (root / "notebooks").mkdir(parents=True, exist_ok=True)
+    for name, code in cells.items():
+        nb = nbformat.v4.new_notebook()
+        params = nbformat.v4.new_code_cell("profile = 'smoke'")
+        params.metadata["tags"] = ["parameters"]
+        nb.cells = [params, nbformat.v4.new_code_cell(code)]
+        nbformat.write(nb, root / "notebooks" / f"{name}.ipynb")
+    (root / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    return root
+
+
+def stage_command(name: str) -> list[str]:
+    """``mmscale notebook NAME --profile smoke`` as a stage runs it (with ``cli_env``)."""
+    import sys
+
+    return [sys.executable, "-m", "mmscale_core.cli", "notebook", name, "--profile", "smoke"]
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """This environment with the checkout first on PYTHONPATH (a command run in another directory), plus ``extra``."""
+    import os
+
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+            **extra}
+
+
 def test_failing_notebook_shows_the_cell(tmp_path, monkeypatch):
-    (tmp_path / "notebooks").mkdir()
-    nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell("profile = 'smoke'")
-    params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, nbformat.v4.new_code_cell("x = 1\nraise ValueError('bad input for ' + profile)")]
-    nbformat.write(nb, tmp_path / "notebooks" / "99_fail.ipynb")
-    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    stage_project(tmp_path, {"99_fail": "x = 1\nraise ValueError('bad input for ' + profile)"})
     monkeypatch.chdir(tmp_path)
     with pytest.raises(MmscaleError) as info:
         run_notebook("99_fail", "params.yaml", "smoke")
@@ -232,21 +255,11 @@ def test_failing_notebook_shows_the_cell(tmp_path, monkeypatch):
 def test_the_notebook_command_reports_a_failing_cell_the_same_in_a_fork_and_in_its_own_process(tmp_path, warm):
     """``mmscale notebook`` runs its papermill call in a fork of the warm zygote (``warm_kernel.run_forked``)
     or, switched off, in its own process: the same message, exit code and (no) output either way."""
-    import os
     import subprocess
-    import sys
 
-    (tmp_path / "notebooks").mkdir()
-    nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell("profile = 'smoke'")
-    params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, nbformat.v4.new_code_cell("raise ValueError('bad input for ' + profile)")]
-    nbformat.write(nb, tmp_path / "notebooks" / "99_fail.ipynb")
-    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-           "MMSCALE_WARM_KERNEL": warm}
-    done = subprocess.run([sys.executable, "-m", "mmscale_core.cli", "notebook", "99_fail", "--profile", "smoke"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    stage_project(tmp_path, {"99_fail": "raise ValueError('bad input for ' + profile)"})
+    done = subprocess.run(stage_command("99_fail"), cwd=tmp_path, env=cli_env(MMSCALE_WARM_KERNEL=warm),
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == MmscaleError.exit_code
     assert "mmscale notebook: error: notebook notebooks/99_fail.ipynb failed in cell" in done.stderr, done.stderr
     assert "ValueError: bad input for smoke" in done.stderr and "Traceback" not in done.stderr
@@ -272,23 +285,13 @@ def test_the_notebook_command_asks_for_a_fork_and_runs_itself_when_none_serves(m
 @pytest.mark.parametrize("warm", ["1", "0"])
 def test_a_notebook_stage_talks_to_its_kernel_over_ipc_and_prints_no_warning(tmp_path, warm):
     """No 'Kernel is running over TCP without encryption' on a stage's stderr, warm kernel or cold."""
-    import os
     import subprocess
-    import sys
 
-    (tmp_path / "notebooks").mkdir()
-    nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell("profile = 'smoke'")
-    params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, nbformat.v4.new_code_cell(
-        "from ipykernel.kernelapp import IPKernelApp\nprint('transport', IPKernelApp.instance().transport)\n"
-        "print('socket', IPKernelApp.instance().ip)")]
-    nbformat.write(nb, tmp_path / "notebooks" / "98_quiet.ipynb")
-    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-           "MMSCALE_WARM_KERNEL": warm}
-    done = subprocess.run([sys.executable, "-m", "mmscale_core.cli", "notebook", "98_quiet", "--profile", "smoke"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    stage_project(tmp_path, {"98_quiet": "from ipykernel.kernelapp import IPKernelApp\n"
+                                         "print('transport', IPKernelApp.instance().transport)\n"
+                                         "print('socket', IPKernelApp.instance().ip)"})
+    done = subprocess.run(stage_command("98_quiet"), cwd=tmp_path, env=cli_env(MMSCALE_WARM_KERNEL=warm),
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "without encryption" not in done.stderr and "WARNING" not in done.stderr, done.stderr
     executed = nbformat.read(tmp_path / "reports" / "notebooks" / "98_quiet.ipynb", 4)
@@ -304,21 +307,11 @@ def test_a_notebook_stage_talks_to_its_kernel_over_ipc_and_prints_no_warning(tmp
 def test_two_notebook_stages_at_once_in_one_directory_each_talk_to_their_own_kernel(tmp_path):
     """mmscale repro runs stages side by side: jupyter_client's default socket prefix (``kernel-ipc``
     in the working directory) made two kernels read each other's messages ('Invalid Signature')."""
-    import os
     import subprocess
-    import sys
 
-    (tmp_path / "notebooks").mkdir()
-    for name in ("97_left", "98_right"):
-        nb = nbformat.v4.new_notebook()
-        params = nbformat.v4.new_code_cell("profile = 'smoke'")
-        params.metadata["tags"] = ["parameters"]
-        nb.cells = [params, nbformat.v4.new_code_cell(f"import time\ntime.sleep(2)\nprint('{name} done')")]
-        nbformat.write(nb, tmp_path / "notebooks" / f"{name}.ipynb")
-    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    jobs = [subprocess.Popen([sys.executable, "-m", "mmscale_core.cli", "notebook", name, "--profile", "smoke"],
-                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stage_project(tmp_path, {name: f"import time\ntime.sleep(2)\nprint('{name} done')" for name in ("97_left", "98_right")})
+    jobs = [subprocess.Popen(stage_command(name), cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
             for name in ("97_left", "98_right")]
     results = [job.communicate(timeout=300) for job in jobs]
     for job, (_, err) in zip(jobs, results):
