@@ -57,19 +57,26 @@ def source_digest(package: Path) -> str:
     return digest.hexdigest()
 
 
-def entry_key(scenarios_file: Path, split_seed: int, test_fraction: float) -> str:
-    digest = hashlib.sha256()
-    digest.update(f"{FORMAT}|{code_digest()}|{scenarios_file.name}|{split_seed}|{test_fraction!r}|".encode())
-    digest.update(scenarios_file.read_bytes())
-    return digest.hexdigest()
-
-
-def load(scenarios_file: Path, split_seed: int, test_fraction: float) -> Any | None:
-    """What ``store`` kept for this file's bytes and settings, or None."""
+def entry_key(scenarios_file: Path, split_seed: int, test_fraction: float) -> str | None:
+    """The key of this file's bytes and settings with this code; None when the cache is off or the file unreadable."""
     if not enabled():
         return None
     try:
-        path = cache_dir() / f"{entry_key(scenarios_file, split_seed, test_fraction)}.pkl"
+        data = scenarios_file.read_bytes()
+    except OSError:  # the loader reports it as a problem of the dataset
+        return None
+    digest = hashlib.sha256()
+    digest.update(f"{FORMAT}|{code_digest()}|{scenarios_file.name}|{split_seed}|{test_fraction!r}|".encode())
+    digest.update(data)
+    return digest.hexdigest()
+
+
+def load(key: str | None) -> Any | None:
+    """What ``store`` kept under ``key`` (from ``entry_key``), or None."""
+    if key is None:
+        return None
+    try:
+        path = cache_dir() / f"{key}.pkl"
         with open(path, "rb") as fh:
             value = pickle.load(fh)
         os.utime(path)  # recently used: kept by ``_prune``
@@ -78,12 +85,12 @@ def load(scenarios_file: Path, split_seed: int, test_fraction: float) -> Any | N
         return None
 
 
-def store(scenarios_file: Path, split_seed: int, test_fraction: float, value: Any) -> None:
-    """Keep ``value`` (picklable) for this file's bytes and settings; drop all but the newest ``KEEP``."""
-    if not enabled():
+def store(key: str | None, value: Any) -> None:
+    """Keep ``value`` (picklable) under ``key``; drop all but the newest ``KEEP``."""
+    if key is None:
         return
     try:
-        path = cache_dir() / f"{entry_key(scenarios_file, split_seed, test_fraction)}.pkl"
+        path = cache_dir() / f"{key}.pkl"
         with atomic_path(path) as tmp:
             tmp.write_bytes(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
         _prune(path.parent)

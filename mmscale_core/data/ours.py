@@ -100,7 +100,8 @@ def load_ours(root: str | os.PathLike, *, check_images: bool = True, decode_imag
     root = Path(root)
     problems: list[Problem] = []
     path = _find_scenarios_file(root, problems)
-    cached = frame_cache.load(path, split_seed, test_fraction) if path is not None else None
+    key = frame_cache.entry_key(path, split_seed, test_fraction) if path is not None else None
+    cached = frame_cache.load(key)
     if cached is not None:
         image_ids, (frame, given, warnings) = cached
     elif path is not None:
@@ -118,7 +119,7 @@ def load_ours(root: str | os.PathLike, *, check_images: bool = True, decode_imag
         raise DatasetError(root, problems)
     if cached is None:
         frame, given, warnings = build_frame([r for _, r in labelled], split_seed, test_fraction, path.name)
-        frame_cache.store(path, split_seed, test_fraction, (image_ids, (frame, given, warnings)))
+        frame_cache.store(key, (image_ids, (frame, given, warnings)))
     return Dataset(root=root, scenarios=frame, images=images, source_file=path.name, layout="ours",
                    source_files=(path.name,), given=given, warnings=warnings)
 
