@@ -72,6 +72,9 @@ def save_table(frame: pd.DataFrame, name: str, out_dir: str | Path = "tables",
     csv_path, md_path = out_dir / f"{name}.csv", out_dir / f"{name}.md"
     with atomic_path(csv_path) as tmp:
         frame.to_csv(tmp, index=False)
-    md = frame.to_markdown(index=False, floatfmt=floatfmt)
+    # an undefined number (NaN: a Kendall tau of constant scores, a metric with no positives) is a dash,
+    # as on the site, not "nan"; tabulate prints its ``missingval`` for None only
+    shown = frame.astype(object).where(frame.notna(), None) if frame.isna().to_numpy().any() else frame
+    md = shown.to_markdown(index=False, floatfmt=floatfmt, missingval="—")
     write_text(md_path, (f"{caption}\n\n" if caption else "") + md + "\n")
     return SavedFiles([csv_path, md_path])

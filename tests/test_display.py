@@ -67,3 +67,19 @@ def test_jupyter_renders_markdown_and_save_calls_print_nothing():
     assert table._repr_markdown_() == repr(table) and "1.23" in repr(table)
     saved = SavedFiles(["x.png"])
     assert saved == ["x.png"] and saved._ipython_display_() is None
+
+
+def test_a_saved_tables_markdown_shows_an_undefined_number_as_a_dash(tmp_path):
+    """NAME.md prints NaN (a Kendall tau of constant scores) as "—", like the site; the CSV keeps it empty."""
+    from mmscale_core.outputs import save_table
+
+    frame = pd.DataFrame({"source": ["companion, simulated data"] * 2, "metric": ["NDCG@5", "Kendall tau"],
+                          "value": [0.85664, np.nan], "n_lists": [865, 865]})
+    save_table(frame, "t", tmp_path)
+    md = (tmp_path / "t.md").read_text()
+    kendall = next(line for line in md.splitlines() if "Kendall" in line)
+    assert [cell.strip() for cell in kendall.strip("|").split("|")][2] == "—"
+    assert "nan" not in md and "0.857" in md and "865" in md
+    assert pd.read_csv(tmp_path / "t.csv")["value"].isna().tolist() == [False, True]
+    save_table(frame.dropna(), "full", tmp_path)  # nothing missing: the same Markdown as pandas writes
+    assert (tmp_path / "full.md").read_text().strip() == frame.dropna().to_markdown(index=False, floatfmt=".3f")

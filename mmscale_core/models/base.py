@@ -63,6 +63,9 @@ class Backbone(nn.Module, ABC):
 
     hidden_size: int
     lora_target_modules: list[str]
+    # True when a pair's representation ignores the scenario (an image-only backbone): every scenario
+    # of a list has the same input, so in eval mode ``ScoringModel`` scores it once per list
+    list_constant: bool = False
 
     @abstractmethod
     def encode(self, batch: ListBatch) -> torch.Tensor:

@@ -526,6 +526,7 @@ class EmbeddedBackbone(Backbone):
         # trained in full next to the LoRA weights (peft's modules_to_save)
         self.modules_to_save: list[str] = ["fusion"] if self.fusion is not None else []
         self.hidden_size = 3 * TEXT_DIM if self.fusion is not None else (TEXT_DIM if text is not None else IMAGE_DIM)
+        self.list_constant = text is None  # ``effnet-image``: one input per list, so one score per list
 
     def warm_cache(self, images: Iterable[Image.Image]) -> int:
         """Precompute the image tower's frozen trunk for ``images`` (see ``EfficientNetTower.warm_cache``)."""

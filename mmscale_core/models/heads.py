@@ -52,10 +52,23 @@ class ScoringModel(nn.Module):
     def forward(self, batch: ListBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The heads run on the real slots only (a batch of lists of 1-5 is ~30% padding); each head is
         per slot, so a padded slot's output is its fill value: score 0, modality logits 0 (ignored by
-        every objective, as the padded scores are)."""
+        every objective, as the padded scores are).
+
+        A ``list_constant`` backbone (image only) gives every scenario of a list the same input. In
+        eval mode its heads then run once per list and every scenario gets that list's output, so the
+        scores are exactly tied, as the model is: per slot, a matrix product's rounding depends on the
+        row's position in the batch, and the last-bit differences between copies of one input read as
+        a ranking (a Kendall tau of 0.816 with a CI of zero width, where no ranking exists). In
+        training each slot keeps its own dropout draw, as before.
+        """
         pairs = self.backbone.encode(batch)  # (B, n_max, hidden): the shared-prefix path
         pairs = pairs.to(self.scalar_head[0].weight.dtype)  # a bf16 VLM under an fp32 head, without autocast
         mask = batch.mask.to(pairs.device)
+        if getattr(self.backbone, "list_constant", False) and not self.training:
+            first = pairs[:, 0]  # (B, hidden): slot 0 is real in every list
+            scores = _per_list(self.scalar_head(first).squeeze(-1).float(), mask)
+            logits = None if self.modality_head is None else _per_list(self.modality_head(first).float(), mask)
+            return scores, logits
         real = pairs[mask]  # (n_real, hidden), row-major order of the mask
         scores = _unpad(self.scalar_head(real).squeeze(-1).float(), mask)
         logits = None
@@ -69,3 +82,10 @@ def _unpad(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     out = values.new_zeros((*mask.shape, *values.shape[1:]))
     out[mask] = values
     return out
+
+
+def _per_list(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, ...) one value per list to (B, n_max, ...): the list's value in its real slots, zeros in padding."""
+    out = values.unsqueeze(1).expand(*mask.shape, *values.shape[1:])
+    keep = mask.reshape(*mask.shape, *([1] * (values.dim() - 1)))
+    return torch.where(keep, out, torch.zeros((), dtype=values.dtype, device=values.device))
