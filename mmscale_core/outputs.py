@@ -63,6 +63,25 @@ def save_figure(fig, name: str, provenance: str, out_dir: str | Path = "figures"
     return paths
 
 
+def _markdown_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` as NAME.md shows it: an undefined number (NaN: a Kendall tau of constant scores, a
+    metric with no positives) is a dash, as on the site, not "nan" (tabulate prints its ``missingval``
+    for None only), and a count column (``n``, ``n_*``) that pandas made float by its missing cells
+    stays a count."""
+    import pandas as pd
+
+    if not frame.isna().to_numpy().any():
+        return frame
+    shown = frame.astype(object).where(frame.notna(), None)
+    for column in frame.columns:
+        values = frame[column].dropna()
+        is_count = str(column) == "n" or str(column).startswith("n_")  # n, n_lists, n_boot, ...
+        if is_count and pd.api.types.is_float_dtype(frame[column]) and len(values) and (values % 1 == 0).all():
+            shown[column] = pd.Series([None if v is None else int(v) for v in shown[column]], index=shown.index,
+                                      dtype=object)
+    return shown
+
+
 def save_table(frame: pd.DataFrame, name: str, out_dir: str | Path = "tables",
                caption: str | None = None, floatfmt: str = ".3f") -> SavedFiles:
     """Write NAME.csv and NAME.md. The frame must carry a ``source`` column (see ``PROVENANCE``)."""
@@ -72,9 +91,6 @@ def save_table(frame: pd.DataFrame, name: str, out_dir: str | Path = "tables",
     csv_path, md_path = out_dir / f"{name}.csv", out_dir / f"{name}.md"
     with atomic_path(csv_path) as tmp:
         frame.to_csv(tmp, index=False)
-    # an undefined number (NaN: a Kendall tau of constant scores, a metric with no positives) is a dash,
-    # as on the site, not "nan"; tabulate prints its ``missingval`` for None only
-    shown = frame.astype(object).where(frame.notna(), None) if frame.isna().to_numpy().any() else frame
-    md = shown.to_markdown(index=False, floatfmt=floatfmt, missingval="—")
+    md = _markdown_cells(frame).to_markdown(index=False, floatfmt=floatfmt, missingval="—")
     write_text(md_path, (f"{caption}\n\n" if caption else "") + md + "\n")
     return SavedFiles([csv_path, md_path])

@@ -74,12 +74,16 @@ def test_a_saved_tables_markdown_shows_an_undefined_number_as_a_dash(tmp_path):
     from mmscale_core.outputs import save_table
 
     frame = pd.DataFrame({"source": ["companion, simulated data"] * 2, "metric": ["NDCG@5", "Kendall tau"],
-                          "value": [0.85664, np.nan], "n_lists": [865, 865]})
+                          "value": [0.85664, np.nan], "n_lists": [865, 865], "n": [np.nan, 3183.0],
+                          "share": [1.0, np.nan]})
     save_table(frame, "t", tmp_path)
     md = (tmp_path / "t.md").read_text()
     kendall = next(line for line in md.splitlines() if "Kendall" in line)
     assert [cell.strip() for cell in kendall.strip("|").split("|")][2] == "—"
     assert "nan" not in md and "0.857" in md and "865" in md
+    assert "3183" in md and "3183.0" not in md  # a count that NaN made float is still printed as a count
+    assert "1.000" in md  # a proportion that happens to be whole keeps its decimals
     assert pd.read_csv(tmp_path / "t.csv")["value"].isna().tolist() == [False, True]
-    save_table(frame.dropna(), "full", tmp_path)  # nothing missing: the same Markdown as pandas writes
-    assert (tmp_path / "full.md").read_text().strip() == frame.dropna().to_markdown(index=False, floatfmt=".3f")
+    full = frame.drop(columns=["n", "share"]).dropna()
+    save_table(full, "full", tmp_path)  # nothing missing: the same Markdown as pandas writes
+    assert (tmp_path / "full.md").read_text().strip() == full.to_markdown(index=False, floatfmt=".3f")
