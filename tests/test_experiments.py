@@ -152,12 +152,14 @@ def test_headline_table_puts_ours_first_with_ci_and_chance(runs_and_frame):
     assert ours["supervision"].tolist() == ["Ours (Listwise PO)", "BCE (Binary Class.)"]
     assert headline["source"].iloc[0] == "paper (mean of 4 VLMs)" and len(headline) == 5
     lipo_ndcg = companion[(companion["objective"] == "lipo") & (companion["metric"] == "NDCG@5")].iloc[0]
-    assert ours["NDCG@5"].iloc[0] == (f"{lipo_ndcg['value']:.2f} [{lipo_ndcg['ci_low']:.2f}, "
-                                      f"{lipo_ndcg['ci_high']:.2f}] (chance {lipo_ndcg['chance']:.2f})")
+    assert ours["NDCG@5"].iloc[0] == (f"{lipo_ndcg['value']:.3f} [{lipo_ndcg['ci_low']:.3f}, "
+                                      f"{lipo_ndcg['ci_high']:.3f}] (chance {lipo_ndcg['chance']:.3f})")
+    paper_ndcg = headline.loc[headline["source"].str.startswith("paper"), "NDCG@5"]
+    assert paper_ndcg.str.fullmatch(r"\d\.\d\d").all()  # the paper's values at its own two decimals
     assert list(headline.columns[2:4]) == ["NDCG@5", "Pairwise accuracy (delta>=0)"]
     assert (headline.loc[headline["source"].str.startswith("paper"), "Pairwise accuracy (delta>=0)"]
             == "not reported").all()
-    assert ours["Pairwise accuracy (delta>=0)"].str.endswith("(chance 0.50)").all()
+    assert ours["Pairwise accuracy (delta>=0)"].str.endswith("(chance 0.500)").all()
 
 
 def test_metrics_wide_shows_every_metric_with_its_ci_and_chance(runs_and_frame):
