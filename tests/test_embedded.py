@@ -240,6 +240,9 @@ def test_an_image_only_model_scores_a_list_once_in_eval_and_each_slot_in_trainin
     model.train()
     trained, _ = model(batch)
     assert trained[0, 0] != trained[0, 1]  # training mode: per slot, with its own dropout mask
+    image_only = load_backbone("effnet-image", image_size=64)
+    assert apply_lora(image_only, image_only.lora_target_modules).list_constant  # seen through peft's wrapper
+    assert not load_backbone("minilm-effnet", image_size=64).list_constant
 
 
 def test_warm_cache_reports_progress_per_chunk_without_changing_the_features():
