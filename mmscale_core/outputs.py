@@ -91,6 +91,6 @@ def save_table(frame: pd.DataFrame, name: str, out_dir: str | Path = "tables",
     csv_path, md_path = out_dir / f"{name}.csv", out_dir / f"{name}.md"
     with atomic_path(csv_path) as tmp:
         frame.to_csv(tmp, index=False)
-    md = _markdown_cells(frame).to_markdown(index=False, floatfmt=floatfmt, missingval="—")
+    md = _markdown_cells(frame).to_markdown(index=False, floatfmt=floatfmt, missingval="—")  # display.MISSING
     write_text(md_path, (f"{caption}\n\n" if caption else "") + md + "\n")
     return SavedFiles([csv_path, md_path])
