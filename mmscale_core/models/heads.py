@@ -66,8 +66,10 @@ class ScoringModel(nn.Module):
         mask = batch.mask.to(pairs.device)
         if getattr(self.backbone, "list_constant", False) and not self.training:
             first = pairs[:, 0]  # (B, hidden): slot 0 is real in every list
-            scores = _per_list(self.scalar_head(first).squeeze(-1).float(), mask)
-            logits = None if self.modality_head is None else _per_list(self.modality_head(first).float(), mask)
+            list_of_slot = mask.nonzero()[:, 0]  # each real slot's list, in the row-major order of pairs[mask]
+            scores = _unpad(self.scalar_head(first).squeeze(-1).float()[list_of_slot], mask)
+            logits = None if self.modality_head is None else _unpad(
+                self.modality_head(first).float()[list_of_slot], mask)
             return scores, logits
         real = pairs[mask]  # (n_real, hidden), row-major order of the mask
         scores = _unpad(self.scalar_head(real).squeeze(-1).float(), mask)
@@ -83,9 +85,3 @@ def _unpad(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     out[mask] = values
     return out
 
-
-def _per_list(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """(B, ...) one value per list to (B, n_max, ...): the list's value in its real slots, zeros in padding."""
-    out = values.unsqueeze(1).expand(*mask.shape, *values.shape[1:])
-    keep = mask.reshape(*mask.shape, *([1] * (values.dim() - 1)))
-    return torch.where(keep, out, torch.zeros((), dtype=values.dtype, device=values.device))
