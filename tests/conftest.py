@@ -19,6 +19,16 @@ def pytest_configure(config):
 
     if "MMSCALE_FRAME_CACHE_DIR" not in os.environ:
         os.environ["MMSCALE_FRAME_CACHE_DIR"] = tempfile.mkdtemp(prefix="mmscale-test-frames-")
+        config._mmscale_frame_cache_dir = os.environ["MMSCALE_FRAME_CACHE_DIR"]
+
+
+def pytest_unconfigure(config):
+    """Remove the frame-cache directory ``pytest_configure`` made (in the process that made it)."""
+    import shutil
+
+    made = getattr(config, "_mmscale_frame_cache_dir", None)
+    if made:
+        shutil.rmtree(made, ignore_errors=True)
 
 
 @pytest.hookimpl(optionalhook=True)
