@@ -287,3 +287,25 @@ def test_chunks_side_by_side_equal_one_thread_chunk_by_chunk():
     assert all(torch.equal(maps_1[k], maps_2[k]) for k in maps_1)
     assert keys_1 == keys_2 and torch.equal(pooled_1, pooled_2)
     assert list(text_1) == list(text_2) and all(torch.equal(text_1[k], text_2[k]) for k in text_1)
+
+
+def test_texts_packed_by_length_encode_fewer_tokens_and_the_same_embeddings_to_rounding():
+    """``pack_by_length`` (the robustness suite's new texts) chunks texts of like length together, so
+    fewer padded tokens are encoded; each embedding is the text-ordered one up to float rounding, and
+    the default order (the feature store, training, ``mmscale predict``) is unchanged."""
+    short = [f"{word} a cup" for word in ("a", "c", "e", "g")]
+    long = [f"{word} the lost wallet to the old man waiting at the bus stop" for word in ("b", "d", "f", "h")]
+    texts = short + long  # alphabetically short and long alternate: a text-ordered chunk of 2 pads a short one
+    built = {}
+    for packed in (False, True):
+        tower = load_backbone("minilm-text", max_length=24, text_tuned_layers=0).text
+        shapes = []
+        encode = tower._encode_frozen
+        tower._encode_frozen = lambda tokens: shapes.append(tuple(tokens["input_ids"].shape)) or encode(tokens)
+        assert tower.warm_cache(texts, chunk=2, pack_by_length=packed) == len(texts)
+        built[packed] = (tower._cache, sum(rows * length for rows, length in shapes))
+    (plain, plain_tokens), (packed, packed_tokens) = built[False], built[True]
+    assert packed_tokens < 0.75 * plain_tokens
+    assert plain.keys() == packed.keys()
+    for key in plain:
+        torch.testing.assert_close(packed[key], plain[key], rtol=0, atol=1e-5)

@@ -108,8 +108,8 @@ class RunScorer:
         frame = frame.reset_index(drop=True)
         backbone = model.backbone
         warm_text = getattr(backbone, "warm_text_cache", None)
-        if warm_text is not None:  # batched embedding of every new text (one call, fixed chunks)
-            warm_text(frame["scenario"])
+        if warm_text is not None:  # batched embedding of every new text (one call, chunks packed by length)
+            warm_text(frame["scenario"], pack_by_length=True)
         warm = getattr(backbone, "warm_cache", None)
         if warm is not None:
             warm(images[i] for i in sorted(set(frame["image_id"])))
