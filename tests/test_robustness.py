@@ -434,3 +434,38 @@ def test_human_scores_are_looked_up_per_scenario_and_an_unknown_id_is_named():
     assert with_human_scores(results, scenarios)["score"].tolist() == [4.0, 1.0, 4.0]
     with pytest.raises(MmscaleError, match=r"scenario_id 'sX' is not in the dataset \(2 rows"):
         with_human_scores(pd.DataFrame({"scenario_id": ["s1", "sX", "sX"]}), scenarios)
+
+
+def test_perturbed_images_are_made_once_for_every_scorer_within_the_budget(tiny_run, monkeypatch):
+    """``run_all``'s store of perturbed copies: a kept copy is the one every later scorer gets (the
+    same pixels ``apply_image`` makes), copies past the budget are made again, and a suite scored
+    through the store equals one without it."""
+    from mmscale_core.robustness import runner
+    from mmscale_core.robustness.scorers import RunScorer
+
+    run, data = tiny_run
+    dataset = load_dataset(data)
+    chosen = get_perturbations("reword,jpeg30,blur")
+    image_id = sorted(dataset.images)[0]
+    made = []
+    monkeypatch.setattr(runner, "apply_image", lambda *args: made.append(args[0].name) or apply_image(*args))
+    store = runner.PerturbedImages(dataset, seed=0)
+    first = store.get(BY_NAME["jpeg30"], image_id, 64)
+    assert store.get(BY_NAME["jpeg30"], image_id, 64) is first and made == ["jpeg30"]
+    from mmscale_core.models.base import KeyedImage
+
+    direct = apply_image(BY_NAME["jpeg30"], KeyedImage(dataset.image_path(image_id), 64).load(), 0, image_id)
+    assert first.cache_key == pixel_key(direct)
+    none_kept = runner.PerturbedImages(dataset, seed=0, budget_mb=0)  # made again at every call
+    none_kept.get(BY_NAME["blur"], image_id, 64)
+    none_kept.get(BY_NAME["blur"], image_id, 64)
+    assert made.count("blur") == 2 and none_kept.held == 0
+
+    alone = run_suite(RunScorer.from_run_dir(run), dataset, chosen, progress=False)
+    shared = runner.PerturbedImages(dataset, seed=0)
+    run_suite(RunScorer.from_run_dir(run.parent.parent / "lipo" / "seed0"), dataset, chosen, progress=False,
+              perturbed_images=shared)
+    made.clear()
+    again = run_suite(RunScorer.from_run_dir(run), dataset, chosen, progress=False, perturbed_images=shared)
+    assert made == []  # the second scorer took every copy from the store
+    pd.testing.assert_frame_equal(again, alone)

@@ -22,7 +22,7 @@ from mmscale_core.robustness.measures import (
     MIN_RANKING_LIST, NDCG_K, chance_levels, compare_flip_rates, summarize,
 )
 from mmscale_core.robustness.perturbations import Perturbation, get_perturbations
-from mmscale_core.robustness.runner import RESULTS_FILE, SUMMARY_FILE, run_suite, write_outputs
+from mmscale_core.robustness.runner import RESULTS_FILE, SUMMARY_FILE, PerturbedImages, run_suite, write_outputs
 
 OBJECTIVE_ORDER = ("lipo", "lipo+mse", "bpo", "bce")
 
@@ -72,12 +72,13 @@ def run_all(runs: pd.DataFrame, dataset, out_dir: str | Path, *, perturbations: 
     out_dir = Path(out_dir)
     results = {}
     donors: dict[str, RunScorer] = {}  # per tower, the first run with it: later runs reuse its features
+    copies = PerturbedImages(dataset, seed)  # every run reads the same perturbed images
     for run in tqdm(list(runs.itertuples()), desc="robustness runs", unit="run", disable=not progress):
         scorer = RunScorer.from_run_dir(run.path, name=run.name)
         for donor in dict.fromkeys(donors.values()):
             scorer.share_features_with(donor)
         results[run.name] = _measure(scorer, dataset, perturbations, out_dir / run.name, seed, max_images,
-                                     n_boot, progress)
+                                     n_boot, progress, copies)
         if tta_views and run.name == tta_run:
             probes = [p for p in perturbations if p.probe in ("sycophancy", "typographic")]
             tta = AugmentedScorer(scorer, k=int(tta_views), seed=seed)
@@ -88,8 +89,10 @@ def run_all(runs: pd.DataFrame, dataset, out_dir: str | Path, *, perturbations: 
     return results
 
 
-def _measure(scorer, dataset, perturbations, out: Path, seed, max_images, n_boot, progress) -> pd.DataFrame:
-    frame = run_suite(scorer, dataset, perturbations, seed=seed, max_images=max_images, progress=progress)
+def _measure(scorer, dataset, perturbations, out: Path, seed, max_images, n_boot, progress,
+             perturbed_images: PerturbedImages | None = None) -> pd.DataFrame:
+    frame = run_suite(scorer, dataset, perturbations, seed=seed, max_images=max_images, progress=progress,
+                      perturbed_images=perturbed_images)
     write_outputs(out, frame, summarize(frame, dataset.scenarios, perturbations, n_boot=n_boot, seed=seed))
     return frame
 
