@@ -151,6 +151,34 @@ def test_resume_after_kill_matches_uninterrupted_run(reference_run, tiny_data, t
     assert list(log["epoch"].unique()) == [1, 2, 3]
 
 
+def test_a_run_with_a_finished_runs_config_is_copied_not_trained(reference_run, tiny_data, tmp_path, monkeypatch):
+    """``same_as`` (Table 5's classifier with the profile's tuning is the main run again): a run whose config
+    is a finished run's but for its directory copies it, every record naming the new directory; any other
+    config trains, and an unfinished or missing candidate is passed over."""
+    from mmscale_core.training import loop
+
+    trained = []
+    real_batches = loop.epoch_batches
+    monkeypatch.setattr(loop, "epoch_batches", lambda *a, **k: trained.append(1) or real_batches(*a, **k))
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    (unfinished / "config.json").write_text((reference_run / "config.json").read_text())  # no metrics.json
+    copy = train(tiny_config(tiny_data, tmp_path / "copy"), progress=False,
+                 same_as=[tmp_path / "missing", unfinished, reference_run])
+    assert trained == []
+    for name in ("predictions.parquet", HEAD_FILE, "calibration.json", "train_log.csv"):
+        assert (copy / name).read_bytes() == (reference_run / name).read_bytes(), name
+    config, source = (json.loads((d / "config.json").read_text()) for d in (copy, reference_run))
+    assert config == {**source, "out": str(tmp_path / "copy")}
+    metrics, source_metrics = (json.loads((d / "metrics.json").read_text()) for d in (copy, reference_run))
+    assert metrics == {**source_metrics, "config": config}
+    assert torch.load(copy / CHECKPOINT_FILE, map_location="cpu", weights_only=False)["config"] == config
+    assert not list(tmp_path.glob(".copy*"))  # the temporary copy is gone
+
+    other = train(tiny_config(tiny_data, tmp_path / "other", epochs=1), progress=False, same_as=reference_run)
+    assert trained == [1] and json.loads((other / "config.json").read_text())["epochs"] == 1
+
+
 # --------------------------------------------------------------------------- data -> lists
 
 def test_lists_cover_every_scenario_once_within_the_cap(tiny_data):

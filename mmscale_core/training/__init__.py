@@ -10,6 +10,7 @@ One concept per module; the loop reads top to bottom in ``loop.py``:
 * ``calibration`` the isotonic map raw score -> 1-5;
 * ``scoring``     ``score_scenarios`` (sharded over processes, gathered) and the accelerator;
 * ``run_outputs`` what a finished run writes (predictions, metrics, log, adapter, head);
+* ``same_run``    a run with a finished run's config is copied from it, not trained again;
 * ``predict``     a finished run rebuilt for inference (``mmscale predict``).
 
 Every public name is re-exported here, so ``from mmscale_core.training import train`` keeps working.

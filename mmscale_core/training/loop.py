@@ -14,7 +14,8 @@ One run = one ``TrainConfig``. The steps, in the order the code runs them:
    a table built once per run and a batch is an index slice
    (``lists.collate_indexed``), else ``lists.collate`` pads each list's inputs;
 3. model: ``load_backbone`` -> LoRA with the paper's settings (or frozen) ->
-   ``ScoringModel`` (scalar MLP head, optional modality head);
+   ``ScoringModel`` (scalar MLP head, optional modality head); a finished run in
+   ``same_as`` with this config but for its directory is copied here instead (``same_run``);
 4. AdamW (lr 1e-4) on the trainable parameters; accelerate places the model,
    runs bf16 autocast and data parallelism (``accelerate launch``);
 5. ``resume=True`` restores the last checkpoint (below) and continues after its
@@ -76,6 +77,7 @@ from mmscale_core.training.lists import (
 )
 from mmscale_core.training.model import build_model, loaded_checkpoint, make_optimizer
 from mmscale_core.training.run_outputs import write_log, write_run_outputs
+from mmscale_core.training.same_run import copy_run, finished_same_run
 from mmscale_core.training.scoring import make_accelerator, score_scenarios
 
 
@@ -113,8 +115,12 @@ def prepare_run_dir(config: TrainConfig, resume: bool, overwrite: bool) -> Path:
 
 
 def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
-          progress: bool = True) -> Path:
-    """Train one run (Algorithm 13) and write its outputs; returns the run directory."""
+          progress: bool = True, same_as: str | Path | list[str | Path] | None = None) -> Path:
+    """Train one run (Algorithm 13) and write its outputs; returns the run directory.
+
+    ``same_as``: finished runs to copy instead of training, when one has this config but for
+    its directory (``same_run``; checked once the model has loaded, before anything is written).
+    """
     from accelerate.utils import DistributedDataParallelKwargs, set_seed
 
     # ---- 1. config, data, run directory
@@ -138,6 +144,15 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     # ---- 3. model; 4. optimizer and objective
     model = build_model(config)  # a missing checkpoint fails here, before anything is written
     config = dataclasses.replace(config, backbone_checkpoint=loaded_checkpoint(model))
+    source = finished_same_run(config, same_as)
+    if source is not None:  # bit-identical outputs on CPU: copy them
+        if accelerator.is_main_process:
+            prepare_run_dir(config, resume, overwrite)  # refuses another run's directory as training does
+            copy_run(source, config)
+        accelerator.wait_for_everyone()
+        accelerator.print(f"{run_dir}: the same run as {source} (its config but for the directory): "
+                          f"copied, not trained again")
+        return run_dir
     if accelerator.is_main_process:
         prepare_run_dir(config, resume, overwrite)
         write_json(run_dir / CONFIG_FILE, config.to_dict())
