@@ -84,4 +84,3 @@ def _unpad(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     out = values.new_zeros((*mask.shape, *values.shape[1:]))
     out[mask] = values
     return out
-
